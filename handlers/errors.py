@@ -1,0 +1,67 @@
+"""Errors the person sees.
+
+Every failure that should reach the chat is a `UserFacingError`: it carries a
+translation key and its parameters, never a pre-rendered English sentence, so
+`chainlit_app.py` can render it in the person's language. Anything else that
+escapes is a bug and is logged, not shown.
+
+    UserFacingError
+     ├── InvalidAttachment     a file was refused (the rest of the message goes on)
+     ├── TooManyImages         more images in one message than the server accepts
+     ├── PromptTooLong         even the current message alone does not fit
+     └── ModelError            the model server failed us
+          ├── ModelUnavailable     unreachable, timed out, 5xx, dropped connection
+          ├── ModelAuthFailed      401/403: the API key
+          └── ModelRejected        a 400 the server explained (its message is kept)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserFacingError(Exception):
+    """An error whose message is meant for the person, in their language."""
+
+    key: str = "error.unexpected"
+
+    def __init__(self, key: str | None = None, **params: Any) -> None:
+        self.key = key or self.key
+        self.params = params
+        super().__init__(f"{self.key} {params}" if params else self.key)
+
+    def message(self, language: str | None) -> str:
+        from handlers.i18n import translate
+
+        return translate(self.key, language, **self.params)
+
+
+class InvalidAttachment(UserFacingError):
+    """A file that cannot be used; `key` names the reason, `name` the file."""
+
+
+class TooManyImages(UserFacingError):
+    key = "error.too_many_images"
+
+
+class PromptTooLong(UserFacingError):
+    key = "error.prompt_too_long"
+
+
+class ModelError(UserFacingError):
+    """The model server failed; `retryable` says whether trying again may help."""
+
+    retryable = False
+
+
+class ModelUnavailable(ModelError):
+    key = "error.model_unavailable"
+    retryable = True
+
+
+class ModelAuthFailed(ModelError):
+    key = "error.model_auth"
+
+
+class ModelRejected(ModelError):
+    key = "error.model_rejected"
