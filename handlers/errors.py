@@ -7,7 +7,6 @@ escapes is a bug and is logged, not shown.
 
     UserFacingError
      ├── InvalidAttachment     a file was refused (the rest of the message goes on)
-     ├── TooManyImages         more images in one message than the server accepts
      ├── PromptTooLong         even the current message alone does not fit
      └── ModelError            the model server failed us
           ├── ModelUnavailable     unreachable, timed out, 5xx, dropped connection
@@ -40,23 +39,21 @@ class InvalidAttachment(UserFacingError):
     """A file that cannot be used; `key` names the reason, `name` the file."""
 
 
-class TooManyImages(UserFacingError):
-    key = "error.too_many_images"
-
-
 class PromptTooLong(UserFacingError):
     key = "error.prompt_too_long"
 
 
 class ModelError(UserFacingError):
-    """The model server failed; `retryable` says whether trying again may help."""
+    """The model server failed; `retryable` says whether the same request may
+    succeed if sent again right away (connection refused, 503)."""
 
-    retryable = False
+    def __init__(self, key: str | None = None, *, retryable: bool = False, **params: Any) -> None:
+        super().__init__(key, **params)
+        self.retryable = retryable
 
 
 class ModelUnavailable(ModelError):
     key = "error.model_unavailable"
-    retryable = True
 
 
 class ModelAuthFailed(ModelError):

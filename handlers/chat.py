@@ -1,0 +1,155 @@
+"""One turn of the chat, from an incoming message to a streamed answer.
+
+Owns the order of things: cut history back on an edit, prepare attachments,
+enforce the per-message image limit, compose the question (presets), build the
+request within the model's limits, stream the answer, and remember it — even a
+partial one cut short by the stop button or a failure.
+
+Knows nothing of Chainlit: `respond` yields `Notice`s (things to tell the
+person, as translation keys) and answer text, and raises `UserFacingError`s;
+`chainlit_app.py` renders both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from handlers.attachments import Upload, prepare_uploads
+from handlers.conversation import Conversation, ImagePart, Turn
+from handlers.errors import ModelRejected, PromptTooLong
+from handlers.i18n import is_chinese
+from handlers.llm import ModelClient, StreamResult
+from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
+from handlers.settings import Settings
+from handlers.tokens import TokenCounter
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+    level: Literal["info", "warning"] = "info"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    id: str
+    text: str
+    command: str | None = None
+    uploads: Sequence[Upload] = ()
+
+
+@dataclass
+class ChatSession:
+    """Per-chat state; dropped when the chat ends."""
+
+    ui_language: str = "en-US"
+    answer_language: str = "auto"
+    conversation: Conversation = field(default_factory=Conversation)
+
+
+@dataclass
+class Assistant:
+    """App-wide services, built once at start-up."""
+
+    settings: Settings
+    client: ModelClient
+    counter: TokenCounter
+
+    async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
+        conversation = chat.conversation
+        edited = conversation.cut_back_to(incoming.id)
+        parts, notices = await self._images_for(incoming, edited)
+        for notice in notices:
+            yield notice
+        text = compose_question(incoming.text, incoming.command, has_images=bool(parts))
+        if not text and not parts:
+            return  # only refused files: their notices said everything
+        if incoming.command and not parts and not conversation.image_count():
+            yield Notice("notice.attach_first", level="warning")
+            return
+        conversation.add_user(incoming.id, text, parts)
+        request = self._build_request(chat)
+        for notice in _view_notices(request.newly_hidden, request.newly_dropped):
+            yield notice
+        async for piece in self._stream_answer(chat, incoming.id, request.messages):
+            yield piece
+
+    async def _images_for(
+        self, incoming: Incoming, edited: Turn | None
+    ) -> tuple[tuple[ImagePart, ...], list[Notice]]:
+        """The message's images; an edited message keeps the images it had."""
+        reused = edited.images if edited else ()
+        if reused and {p.key for p in reused} == {u.key for u in incoming.uploads}:
+            return reused, []
+        prepared = await prepare_uploads(incoming.uploads, max_bytes=self.settings.max_upload_bytes)
+        notices = [Notice(r.key, r.params, "warning") for r in prepared.refused]
+        limit = self.settings.max_images_per_request
+        if len(prepared.parts) > limit:
+            left_out = ", ".join(p.image.name for p in prepared.parts[limit:])
+            notices.append(Notice("notice.too_many_images", {"limit": limit, "names": left_out}, "warning"))
+        return prepared.parts[:limit], notices
+
+    def _build_request(self, chat: ChatSession):
+        ui_language = LANGUAGE_NAMES["zh" if is_chinese(chat.ui_language) else "en"]
+        system = system_prompt(chat.answer_language, ui_language)
+        try:
+            return chat.conversation.build_request(
+                system,
+                self.counter,
+                max_images=self.settings.max_images_per_request,
+                prompt_budget=self.settings.prompt_budget,
+            )
+        except PromptTooLong:
+            chat.conversation.turns.pop()  # the question that does not fit is not kept
+            raise
+
+    async def _stream_answer(
+        self, chat: ChatSession, turn_id: str, messages: list[dict]
+    ) -> AsyncIterator[Notice | str]:
+        result = StreamResult()
+        pieces: list[str] = []
+        try:
+            async for piece in self.client.stream(messages, result):
+                pieces.append(piece)
+                yield piece
+        except ModelRejected:
+            if not pieces:  # a request the server refuses would poison every later turn
+                chat.conversation.cut_back_to(turn_id)
+            raise
+        finally:  # also on stop (CancelledError) and failures: keep what was said
+            chat.conversation.add_assistant(f"{turn_id}:answer", "".join(pieces))
+        if result.truncated:
+            yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning")
+
+
+def compose_question(text: str, command: str | None, *, has_images: bool) -> str:
+    """The text sent to the model: a preset's instruction, then the person's words.
+
+    Images with no words at all are a request to describe them.
+    """
+    text = text.strip()
+    if command in PRESET_IDS:
+        instruction = preset_instruction(command)
+        return f"{instruction}\n\n{text}" if text else instruction
+    if not text and has_images:
+        return preset_instruction("describe")
+    return text
+
+
+def _view_notices(hidden: tuple[str, ...], dropped: int) -> list[Notice]:
+    notices = []
+    if hidden:
+        notices.append(Notice("notice.images_out_of_view", {"names": ", ".join(hidden)}))
+    if dropped:
+        notices.append(Notice("notice.turns_dropped", {"count": dropped}))
+    return notices
+
+
+async def start_assistant(settings: Settings) -> Assistant:
+    """Build the app-wide services; the tokenizer loads in a thread (about 1 s)."""
+    counter = await asyncio.to_thread(TokenCounter)
+    return Assistant(settings, ModelClient(settings), counter)

@@ -1,0 +1,169 @@
+"""The one boundary to the model server (vLLM's OpenAI-compatible API).
+
+Owns: the `AsyncOpenAI` clients (one per base URL, tried in order for
+failover), which model to ask for, streaming an answer as plain text, and
+turning every `openai` exception into one of our `ModelError`s, with the
+server's own words where they help the person.
+
+Retries: connection failures and 503 are retried with short backoff, moving to
+the next base URL, but only before the first token — once text has been shown,
+a retry would repeat or contradict it. The `openai` client's own retries are
+off so that this policy is the only one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import openai
+
+from handlers.errors import ModelAuthFailed, ModelError, ModelRejected, ModelUnavailable
+from handlers.settings import DEFAULT_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass
+class StreamResult:
+    """What the stream said besides its text, filled in as it ends."""
+
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class ModelClient:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        timeout = openai.Timeout(settings.request_timeout, connect=CONNECT_TIMEOUT)
+        self._clients = [
+            openai.AsyncOpenAI(
+                base_url=url,
+                # Passed explicitly: with no key the client would read OPENAI_API_KEY,
+                # which `chainlit run` overwrites when CI is set. vLLM ignores it
+                # unless started with an API key.
+                api_key=settings.vllm_api_key or "EMPTY",
+                timeout=timeout,
+                max_retries=0,
+            )
+            for url in settings.vllm_base_urls
+        ]
+        self._model: str | None = settings.vllm_model
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.close() for client in self._clients))
+
+    async def model(self) -> str:
+        """VLLM_MODEL, else the first model the server lists (remembered once found)."""
+        if self._model:
+            return self._model
+        for client in self._clients:
+            try:
+                models = await client.models.list()
+            except openai.OpenAIError as error:
+                log.warning("could not list models at %s: %s", client.base_url, error)
+                continue
+            if models.data:
+                self._model = models.data[0].id
+                return self._model
+        return DEFAULT_MODEL
+
+    async def stream(self, messages: list[dict], result: StreamResult) -> AsyncIterator[str]:
+        """Yield the answer's text as it arrives; `result` is filled in at the end.
+
+        Cancelling the consumer (the stop button) closes the HTTP stream, which
+        makes vLLM abort the request and free its GPU slot.
+        """
+        stream, url = await self._open(messages)
+        try:
+            async for chunk in stream:
+                if chunk.usage:
+                    result.prompt_tokens = chunk.usage.prompt_tokens
+                    result.completion_tokens = chunk.usage.completion_tokens
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason:
+                    result.finish_reason = choice.finish_reason
+                if choice.delta and choice.delta.content:
+                    yield choice.delta.content
+        except openai.APIConnectionError as error:
+            raise ModelUnavailable("error.stream_interrupted", url=url) from error
+        except openai.APIError as error:
+            raise ModelUnavailable("error.stream_error", detail=_server_message(error)) from error
+        finally:
+            await stream.close()
+
+    async def _open(self, messages: list[dict]):
+        """Start a streamed completion, retrying and failing over before any token."""
+        model = await self.model()
+        attempt = 0
+        while True:
+            client = self._clients[attempt % len(self._clients)]
+            try:
+                stream = await client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    max_tokens=self._settings.max_tokens,
+                    temperature=self._settings.temperature,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                return stream, str(client.base_url)
+            except openai.APIError as error:
+                failure = _to_model_error(error, str(client.base_url))
+                if not failure.retryable or attempt >= self._settings.connect_retries:
+                    raise failure from error
+                log.warning("model server attempt %d failed: %s", attempt + 1, error)
+                await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
+                attempt += 1
+
+
+def _to_model_error(error: openai.APIError, url: str) -> ModelError:
+    """Translate an `openai` exception into what the person should be told."""
+    if isinstance(error, openai.APITimeoutError):
+        return ModelUnavailable("error.model_timeout", url=url)  # minutes lost: no retry
+    if isinstance(error, openai.APIConnectionError):
+        return ModelUnavailable("error.model_unreachable", url=url, retryable=True)
+    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return ModelAuthFailed("error.model_auth", url=url)
+    if isinstance(error, openai.NotFoundError):
+        return ModelRejected("error.model_not_found", url=url, detail=_server_message(error))
+    if isinstance(error, openai.BadRequestError):
+        return _bad_request(error)
+    status = getattr(error, "status_code", None)
+    return ModelUnavailable("error.model_server_error", status=status, url=url, retryable=status == 503)
+
+
+def _bad_request(error: openai.BadRequestError) -> ModelError:
+    detail = _server_message(error)
+    lowered = detail.lower()
+    if "image(s) may be provided" in lowered:
+        return ModelRejected("error.server_image_limit", detail=detail)
+    if "context length" in lowered or "too large" in lowered:
+        return ModelRejected("error.context_too_long", detail=detail)
+    if "image" in lowered:
+        return ModelRejected("error.image_rejected", detail=detail)
+    return ModelRejected("error.model_rejected", detail=detail)
+
+
+def _server_message(error: openai.APIError) -> str:
+    """vLLM's own message ({"error": {"message": ...}}), else the client's summary."""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        if isinstance(message, str) and message:
+            return message
+    return error.message
+

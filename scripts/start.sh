@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (if needed) and start the app on http://127.0.0.1:8001 (HOST/PORT to change).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/chainlit run chainlit_app.py --headless --host "${HOST:-127.0.0.1}" --port "${PORT:-8001}"

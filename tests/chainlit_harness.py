@@ -1,0 +1,82 @@
+"""Run the app's Chainlit callbacks in a real Chainlit websocket context.
+
+The session's `emit` records every event the UI would receive, and
+`visible_messages()` replays them the way the browser does (new, streamed,
+updated), so tests assert on what a person would see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import chainlit as cl
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
+
+import chainlit_app
+
+
+class ChatHarness:
+    def __init__(self, language: str = "en-US") -> None:
+        self.events: list[tuple[str, object]] = []
+
+        async def emit(event: str, data: object) -> None:
+            self.events.append((event, data))
+
+        async def emit_call(event: str, data: object, timeout: int | None) -> None:
+            return None
+
+        self.session = WebsocketSession(
+            id=str(uuid.uuid4()),
+            socket_id=str(uuid.uuid4()),
+            emit=emit,
+            emit_call=emit_call,
+            user_env={},
+            client_type="webapp",
+            environ={"HTTP_ACCEPT_LANGUAGE": language},
+        )
+
+    def enter(self) -> None:
+        init_ws_context(self.session)
+
+    async def start(self) -> None:
+        self.enter()
+        await chainlit_app.on_chat_start()
+
+    def message(
+        self, text: str, files: list[Path] = (), *, command: str | None = None
+    ) -> cl.Message:
+        """A user message as Chainlit builds it from an upload (elements with paths)."""
+        self.enter()
+        elements = [cl.File(name=path.name, path=str(path)) for path in files]
+        message = cl.Message(content=text, elements=elements, author="User", type="user_message")
+        message.command = command
+        return message
+
+    async def send(self, text: str, files: list[Path] = (), *, command: str | None = None) -> cl.Message:
+        message = self.message(text, files, command=command)
+        await chainlit_app.on_message(message)
+        return message
+
+    async def resend(self, message: cl.Message) -> None:
+        """What Chainlit does when a person edits `message`: on_message again, same id."""
+        self.enter()
+        await chainlit_app.on_message(message)
+
+    def visible_messages(self) -> list[dict]:
+        shown: dict[str, dict] = {}
+        for event, data in self.events:
+            if event in ("new_message", "stream_start", "update_message"):
+                shown[data["id"]] = dict(data)
+            elif event == "stream_token":
+                shown[data["id"]]["output"] += data["token"]
+            elif event == "delete_message":
+                shown.pop(data["id"], None)
+        return [m for m in shown.values() if m.get("type") != "user_message"]
+
+    def texts(self) -> list[str]:
+        return [m["output"] for m in self.visible_messages()]
+
+    def last_text(self) -> str:
+        return self.texts()[-1]

@@ -1,0 +1,52 @@
+"""Shared fixtures: a hermetic environment and a fake vLLM server on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from handlers.settings import Settings, load_settings
+from tests.fake_vllm import FakeVLLM
+
+# Every variable the app (or Chainlit on its behalf) reads: none may leak in
+# from the machine running the tests.
+APP_VARIABLES = (
+    "VLLM_BASE_URL", "VLLM_API_KEY", "VLLM_MODEL", "VLLM_TIMEOUT", "VLLM_CONNECT_RETRIES",
+    "MAX_IMAGES_PER_REQUEST", "MAX_MODEL_LEN", "MAX_TOKENS", "MAX_UPLOAD_MB",
+    "TEMPERATURE", "ANSWER_LANGUAGE", "DATA_DIR", "APP_DATABASE_URL", "AUTH_TRUSTED_HEADER",
+    "DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "CHAINLIT_AUTH_SECRET",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in APP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[FakeVLLM]:
+    server = FakeVLLM(reply="A red square on a white background.")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings_for(fake_vllm: FakeVLLM):
+    """Settings pointing at the fake server; keyword overrides use the env names."""
+
+    def make(**overrides: str) -> Settings:
+        environ = {"VLLM_BASE_URL": fake_vllm.base_url, "VLLM_CONNECT_RETRIES": "1"}
+        environ.update(overrides)
+        return load_settings(environ, env_file=None)
+
+    return make
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("CHAINLIT_APP_ROOT", os.path.dirname(os.path.dirname(__file__)))
