@@ -1,0 +1,265 @@
+"""Password sign-in: the app's credential table, and the CLI that manages it.
+
+Hashes live in the app's own `app_credentials` table, not in Chainlit's
+`users.metadata`: Chainlit puts a user's metadata into the sign-in token and
+returns it to the browser from `/user`, and a credential has to exist before the
+person first signs in, which is when Chainlit creates their `users` row.
+
+Removing a credential stops new sign-ins; it keeps the person's history, and a
+token already issued stays valid until it expires (Chainlit's
+`user_session_timeout`). Passwords are never logged or printed.
+
+    AccountError            the message is meant for the operator at the CLI
+     ├── InvalidIdentifier
+     ├── InvalidPassword
+     ├── UserExists
+     └── UnknownUser
+
+    python -m handlers.users add NAME [--password-stdin]
+    python -m handlers.users passwd NAME [--password-stdin]
+    python -m handlers.users remove NAME
+    python -m handlers.users list
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import re
+import secrets
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handlers.database import (
+    DatabaseUrlError,
+    credentials,
+    database_url,
+    ensure_schema,
+    make_engine,
+)
+from handlers.settings import SettingsError, load_settings
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+class AccountError(Exception):
+    """A request about an account that cannot be done; the message says why."""
+
+
+class InvalidIdentifier(AccountError):
+    pass
+
+
+class InvalidPassword(AccountError):
+    pass
+
+
+class UserExists(AccountError):
+    pass
+
+
+class UnknownUser(AccountError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What may be shown about an account: never the hash."""
+
+    identifier: str
+    created_at: str
+    updated_at: str
+
+
+def check_identifier(identifier: str) -> str:
+    """Sign-in names are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit."""
+    if not _IDENTIFIER.fullmatch(identifier):
+        raise InvalidIdentifier(
+            f"invalid user name {identifier!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return identifier
+
+
+def check_password(password: str) -> str:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidPassword(
+            f"the password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
+        )
+    return password
+
+
+class UserStore:
+    """Credentials in `app_credentials`. Hashing runs in a worker thread: argon2
+    takes tens of milliseconds on purpose, and the event loop must not wait."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._hasher = PasswordHasher()
+        # Checked against when the name is unknown, so that case costs the same.
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    async def add(self, identifier: str, password: str) -> None:
+        row = {
+            "identifier": check_identifier(identifier),
+            "password_hash": await self._hash(password),
+        }
+        now = _now()
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(credentials).values(**row, created_at=now, updated_at=now)
+                )
+        except IntegrityError:
+            raise UserExists(f"user {identifier!r} already exists") from None
+
+    async def set_password(self, identifier: str, password: str) -> None:
+        await self._store_hash(identifier, await self._hash(password))
+
+    async def remove(self, identifier: str) -> None:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(credentials).where(credentials.c.identifier == identifier)
+            )
+        if result.rowcount == 0:
+            raise UnknownUser(f"no user {identifier!r}")
+
+    async def accounts(self) -> list[Credential]:
+        query = select(credentials.c.identifier, credentials.c.created_at, credentials.c.updated_at)
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(query.order_by(credentials.c.identifier))
+        return [Credential(*row) for row in rows]
+
+    async def verify(self, identifier: str, password: str) -> bool:
+        """True only for a known name with its password. An unknown name is checked
+        against a decoy hash so it takes as long; a hash made with older argon2
+        parameters is replaced after a successful check."""
+        stored = await self._hash_of(identifier)
+        matches = await asyncio.to_thread(self._matches, stored or self._decoy, password)
+        if not (matches and stored):
+            return False
+        if self._hasher.check_needs_rehash(stored):
+            await self._store_hash(identifier, await asyncio.to_thread(self._hasher.hash, password))
+        return True
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, check_password(password))
+
+    async def _hash_of(self, identifier: str) -> str | None:
+        query = select(credentials.c.password_hash).where(credentials.c.identifier == identifier)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def _store_hash(self, identifier: str, password_hash: str) -> None:
+        change = update(credentials).where(credentials.c.identifier == identifier)
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                change.values(password_hash=password_hash, updated_at=_now())
+            )
+        if result.rowcount == 0:
+            raise UnknownUser(f"no user {identifier!r}")
+
+    def _matches(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- command line -------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit 2; scripts expect 0/1
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m handlers.users", description="Manage password sign-in.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, summary in (("add", "create a user"), ("passwd", "change a user's password")):
+        command = commands.add_parser(name, help=summary)
+        command.add_argument("name")
+        command.add_argument(
+            "--password-stdin", action="store_true", help="read the password from one line of stdin"
+        )
+    commands.add_parser(
+        "remove", help="stop a user signing in (their history is kept)"
+    ).add_argument("name")
+    commands.add_parser("list", help="list users who can sign in with a password")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        url = database_url(load_settings())
+        password = _read_password(args) if args.command in ("add", "passwd") else ""
+        print(asyncio.run(_run(args, url, password)))
+    except (AccountError, SettingsError, DatabaseUrlError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as error:
+        # The driver's own message: SQLAlchemy's would include the statement's parameters.
+        print(
+            f"error: database unavailable: {getattr(error, 'orig', None) or error}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return check_password(sys.stdin.readline().rstrip("\r\n"))
+    password = check_password(getpass.getpass("Password: "))
+    if getpass.getpass("Repeat password: ") != password:
+        raise InvalidPassword("the passwords do not match")
+    return password
+
+
+async def _run(args: argparse.Namespace, url: str, password: str) -> str:
+    await ensure_schema(url)
+    engine = make_engine(url)
+    try:
+        store = UserStore(engine)
+        if args.command == "add":
+            await store.add(args.name, password)
+            return f"added {args.name}"
+        if args.command == "passwd":
+            await store.set_password(args.name, password)
+            return f"changed the password of {args.name}"
+        if args.command == "remove":
+            await store.remove(args.name)
+            return f"removed {args.name}; their chat history is kept"
+        return _table(await store.accounts())
+    finally:
+        await engine.dispose()
+
+
+def _table(accounts: list[Credential]) -> str:
+    if not accounts:
+        return "no password users"
+    width = max(len(account.identifier) for account in accounts)
+    return "\n".join(
+        f"{a.identifier:<{width}}  created {a.created_at}  password changed {a.updated_at}"
+        for a in accounts
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
