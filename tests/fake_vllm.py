@@ -27,9 +27,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -37,13 +38,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "mistralai/Pixtral-12B-2409"
 DEFAULT_REPLY = "This is the fake vLLM server answering, one word at a time."
-MAX_IMAGE_SIDE = 1024  # Pixtral-12B downscales larger images to fit this
+MAX_IMAGE_SIDE = 1024  # Pixtral-12B scales larger images down to this
 PATCH_SIZE = 16
-TOKENS_PER_MESSAGE = 4  # role and control tokens; only needs to be deterministic
+TOKENS_PER_MESSAGE = 4  # stands in for role and control tokens; it only has to be deterministic
 
 
 class ApiError(Exception):
-    """A request vLLM would refuse; `body()` is the JSON vLLM sends for it."""
+    """A request vLLM would refuse; `body()` is the JSON vLLM answers with."""
 
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -56,7 +57,8 @@ class ApiError(Exception):
             kind = "InternalServerError"
         else:
             kind = HTTPStatus(self.status).phrase.replace(" ", "") + "Error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.status}}
+        error = {"message": self.message, "type": kind, "param": self.param, "code": self.status}
+        return {"error": error}
 
 
 class _Fault(NamedTuple):
@@ -68,8 +70,8 @@ class _Fault(NamedTuple):
 def image_tokens(width: int, height: int) -> int:
     """Pixtral-12B's prompt cost of one image (1024x768 costs 3120).
 
-    Images larger than 1024 px on a side are scaled down first (as mistral_common
-    does, rounding); then one token per 16x16 patch plus one break token per row.
+    Larger images are first scaled to fit 1024 px (rounding, as mistral_common does);
+    then one token per 16x16 patch plus one break token per row.
     """
     ratio = max(width, height) / MAX_IMAGE_SIDE
     if ratio > 1:
@@ -79,11 +81,11 @@ def image_tokens(width: int, height: int) -> int:
 
 
 def split_words(text: str) -> list[str]:
-    """The streamed chunks of a reply: each word keeps its trailing spaces, so they join back to `text`."""
+    """A reply's stream chunks: each word keeps its trailing spaces, so they join back to `text`."""
     return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
 
 
-def content_parts(messages: list[dict]) -> Iterator[dict]:
+def _parts(messages: list[dict]) -> Iterator[dict]:
     """Every content part of every message; a plain-string content is one text part."""
     for message in messages:
         content = message.get("content")
@@ -95,13 +97,16 @@ def content_parts(messages: list[dict]) -> Iterator[dict]:
 
 def count_images(messages: list[dict]) -> int:
     """Images in the whole request: vLLM's limit counts the history too."""
-    return sum(part.get("type") == "image_url" for part in content_parts(messages))
+    return sum(part.get("type") == "image_url" for part in _parts(messages))
 
 
 def prompt_tokens(messages: list[dict]) -> int:
-    """A deterministic prompt-size estimate; decodes every image, so it raises ApiError for a bad one."""
+    """A deterministic estimate (text: len // 3 + 1 per part) with Pixtral's exact image costs.
+
+    It decodes every image, so a bad one raises ApiError here, as it would in vLLM.
+    """
     total = TOKENS_PER_MESSAGE * len(messages)
-    for part in content_parts(messages):
+    for part in _parts(messages):
         if part.get("type") == "text":
             total += len(part.get("text") or "") // 3 + 1
         elif part.get("type") == "image_url":
@@ -110,9 +115,9 @@ def prompt_tokens(messages: list[dict]) -> int:
 
 
 def _image_size(url: str) -> tuple[int, int]:
-    """Decode a base64 data URL fully. Anything else is refused: the app must never make the server fetch."""
+    """Decode a base64 data URL fully; refuse other URLs: the app must never make vLLM fetch."""
     if not url.startswith("data:"):
-        raise ApiError(400, f"The fake vLLM only accepts base64 data: URLs for images, got {url[:60]!r}.")
+        raise ApiError(400, f"The fake vLLM only accepts base64 data: URLs, got {url[:60]!r}.")
     header, _, data = url.partition(",")
     try:
         if not header.endswith(";base64"):
@@ -125,33 +130,37 @@ def _image_size(url: str) -> tuple[int, int]:
 
 
 def echo_reply(body: dict) -> str:
-    """The CLI's reply: says it is the fake and what it received, so a person can check what the app sent."""
+    """The CLI's reply: it says it is the fake and what it received, to check what the app sent."""
     messages = body.get("messages") or []
-    users = [m for m in messages if m.get("role") == "user"]
-    question = " ".join(p.get("text", "") for p in content_parts(users[-1:]) if p.get("type") == "text")
+    last_user = [m for m in messages if m.get("role") == "user"][-1:]
+    question = " ".join(p.get("text", "") for p in _parts(last_user) if p.get("type") == "text")
     return (
-        f"[fake vLLM] I received {count_images(messages)} image(s) in this request (history included) "
-        f"and this question: {question!r}. I am a test server, not a model."
+        f"[fake vLLM] I received {count_images(messages)} image(s) in this request (history "
+        f"included) and this question: {question!r}. I am a test server, not a model."
     )
 
 
 class FakeVLLM:
-    """One fake server. Settings and switches may be changed while it runs; counters are read live.
+    """One fake server. Settings and switches may be changed while it runs.
 
-    `streams_completed` counts streams written to the end (an error event included);
-    `streams_aborted` counts streams whose connection broke while being written
-    (the client went away, or `go_down`/`stop` cut it). A `drop_after` drop counts in neither.
+    Counters change on the server's threads just after a stream's last write, so
+    tests poll them. `streams_completed` counts streams written to the end (an
+    error event included); `streams_aborted` those whose connection broke while
+    being written (the client went away, or `go_down`/`stop` cut it); a
+    `drop_after` drop counts in neither. `requests` holds every chat request body
+    that parsed as JSON, refused ones included.
     """
 
     def __init__(
-        self, *, model: str = DEFAULT_MODEL, api_key: str | None = None, max_model_len: int = 65536,
-        max_images: int = 4, reply: str | Callable[[dict], str] = DEFAULT_REPLY,
+        self, *, model: str = DEFAULT_MODEL, api_key: str | None = None,
+        max_model_len: int = 65536, max_images: int = 4,
+        reply: str | Callable[[dict], str] = DEFAULT_REPLY,
         ttft: float = 0.0, token_delay: float = 0.0, port: int = 0,
     ) -> None:
-        self.model, self.api_key, self.max_model_len, self.max_images = model, api_key, max_model_len, max_images
+        self.model, self.api_key = model, api_key
+        self.max_model_len, self.max_images = max_model_len, max_images
         self.reply, self.ttft, self.token_delay = reply, ttft, token_delay
-        self.port = port
-        self.base_url = ""
+        self.port, self.base_url = port, ""
         self.requests: list[dict] = []
         self.open_streams = self.streams_completed = self.streams_aborted = 0
         self._lock = threading.Lock()
@@ -161,18 +170,19 @@ class FakeVLLM:
         self._thread: threading.Thread | None = None
 
     def start(self) -> FakeVLLM:
-        """Listen on 127.0.0.1; port 0 lets the OS pick, and later starts reuse the port picked."""
+        """Listen on 127.0.0.1; port 0 lets the OS pick, and later starts reuse that port."""
         self._server = _Server(self.port, self)
         self.port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-vllm-{self.port}"
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"fake-vllm-{self.port}",
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Close the listener and every open connection (streams in flight included), then join the threads."""
+        """Close the listener and every connection, streams in flight included; join the threads."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -183,7 +193,7 @@ class FakeVLLM:
         self._thread.join()
 
     go_down = stop  # connections are refused until come_up()
-    come_up = start  # same port, same recorded state
+    come_up = start  # the same port, the same recorded requests and counters
 
     def __enter__(self) -> FakeVLLM:
         return self.start()
@@ -198,15 +208,15 @@ class FakeVLLM:
             self._failures.extend([error] * times)
 
     def drop_after(self, chunks: int) -> None:
-        """The next stream loses its connection after `chunks` content chunks: no [DONE], no final chunk."""
+        """Cut the next stream's connection after `chunks` content chunks: no [DONE], no end."""
         self._fault = _Fault("drop", chunks)
 
-    def error_event_after(self, chunks: int, message: str = "The engine failed while generating (fake).") -> None:
-        """The next stream sends vLLM's in-stream error event after `chunks` content chunks, then [DONE]."""
+    def error_event_after(self, chunks: int, message: str = "Engine failure (fake).") -> None:
+        """Send vLLM's in-stream error event in the next stream after `chunks` content chunks."""
         self._fault = _Fault("error", chunks, message)
 
     def _accept(self, body: dict, authorization: str | None) -> int:
-        """Record the request, then refuse it the way vLLM would, or return its prompt tokens."""
+        """Record the request, then refuse it as vLLM would, or return its prompt tokens."""
         with self._lock:
             self.requests.append(body)
             failure = self._failures.pop(0) if self._failures else None
@@ -218,7 +228,9 @@ class FakeVLLM:
             raise ApiError(404, f"The model `{body.get('model')}` does not exist.", "model")
         messages = body.get("messages") or []
         if count_images(messages) > self.max_images:
-            raise ApiError(400, f"At most {self.max_images} image(s) may be provided in one prompt.", "image")
+            raise ApiError(
+                400, f"At most {self.max_images} image(s) may be provided in one prompt.", "image"
+            )
         return self._check_length(prompt_tokens(messages), _max_tokens(body) or 0)
 
     def _authorized(self, authorization: str | None) -> bool:
@@ -227,18 +239,18 @@ class FakeVLLM:
     def _check_length(self, prompt: int, max_tokens: int) -> int:
         limit = self.max_model_len
         if prompt >= limit:
-            raise ApiError(
-                400, f"This model's maximum context length is {limit} tokens. However, your request has "
-                f"{prompt} input tokens. Please reduce the length of the input messages.")
+            raise ApiError(400, (
+                f"This model's maximum context length is {limit} tokens. However, your request "
+                f"has {prompt} input tokens. Please reduce the length of the input messages."))
         if prompt + max_tokens > limit:
-            raise ApiError(
-                400, f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's maximum "
-                f"context length is {limit} tokens and your request has {prompt} input tokens "
-                f"({max_tokens} > {limit} - {prompt}).", "max_tokens")
+            raise ApiError(400, (
+                f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
+                f"maximum context length is {limit} tokens and your request has {prompt} input "
+                f"tokens ({max_tokens} > {limit} - {prompt})."), "max_tokens")
         return prompt
 
     def _reply_chunks(self, body: dict) -> tuple[list[str], str]:
-        """The reply's chunks (one chunk = one token) and finish reason: "length" when max_tokens cut it."""
+        """The reply's chunks (one chunk is one token), and "length" if max_tokens cut it."""
         chunks = split_words(self.reply(body) if callable(self.reply) else self.reply)
         limit = _max_tokens(body)
         if limit is not None and len(chunks) > limit:
@@ -259,14 +271,15 @@ class FakeVLLM:
     def _models(self) -> dict:
         created = int(time.time())
         permission = {
-            "id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission", "created": created,
-            "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
-            "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
-            "organization": "*", "group": None, "is_blocking": False,
+            "id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission",
+            "created": created, "allow_create_engine": False, "allow_sampling": True,
+            "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+            "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False,
         }
         model = {
-            "id": self.model, "object": "model", "created": created, "owned_by": "vllm", "root": self.model,
-            "parent": None, "max_model_len": self.max_model_len, "permission": [permission],
+            "id": self.model, "object": "model", "created": created, "owned_by": "vllm",
+            "root": self.model, "parent": None, "max_model_len": self.max_model_len,
+            "permission": [permission],
         }
         return {"object": "list", "data": [model]}
 
@@ -275,15 +288,20 @@ def _max_tokens(body: dict) -> int | None:
     return body.get("max_completion_tokens") or body.get("max_tokens")
 
 
+def _usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
 def _dumps(obj: object) -> bytes:
     """Compact JSON, as FastAPI and pydantic write it."""
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
 class _Server(ThreadingHTTPServer):
-    """Tracks its connections so going down can cut them, and stays quiet about clients that left."""
+    """Tracks its connections so stopping can cut them; quiet about clients that went away."""
 
-    daemon_threads = True
+    daemon_threads = False  # so that server_close() joins them: counters are final after stop()
 
     def __init__(self, port: int, fake: FakeVLLM) -> None:
         self.fake, self.closing, self.connections = fake, threading.Event(), set()
@@ -306,7 +324,7 @@ class _Server(ThreadingHTTPServer):
                 try:
                     connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
-                    pass  # already closed by the client
+                    pass  # the client closed it first
             self.connections.clear()
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -315,7 +333,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, like uvicorn
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, as uvicorn does
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
@@ -325,13 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if self.path == "/health":
             self._send_json(200, None)
-        elif self.path == "/v1/models":
-            if not fake._authorized(self.headers.get("Authorization")):
-                self._send_json(401, ApiError(401, "Unauthorized").body())
-            else:
-                self._send_json(200, fake._models())
-        else:
+        elif self.path != "/v1/models":
             self._send_json(404, {"detail": "Not Found"})
+        elif not fake._authorized(self.headers.get("Authorization")):
+            self._send_json(401, ApiError(401, "Unauthorized").body())
+        else:
+            self._send_json(200, fake._models())
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -341,12 +358,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("the body is not a JSON object")
-        except ValueError as exc:
-            return self._send_json(400, ApiError(400, f"Invalid JSON body: {exc}").body())
-        try:
             prompt = self.server.fake._accept(body, self.headers.get("Authorization"))
         except ApiError as error:
             return self._send_json(error.status, error.body())
+        except ValueError as exc:
+            return self._send_json(400, ApiError(400, f"Invalid JSON body: {exc}").body())
         (self._stream if body.get("stream") else self._complete)(body, prompt)
 
     def _send_json(self, status: int, obj: object) -> None:
@@ -362,11 +378,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         chunks, finish = fake._reply_chunks(body)
         self.server.closing.wait(fake.ttft + fake.token_delay * len(chunks))
-        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(chunks), "tool_calls": []},
-                  "logprobs": None, "finish_reason": finish, "stop_reason": None}
+        message = {"role": "assistant", "content": "".join(chunks), "tool_calls": []}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish,
+                  "stop_reason": None}
         self._send_json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": fake.model, "choices": [choice], "usage": _usage(prompt, len(chunks)),
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": fake.model, "choices": [choice],
+            "usage": _usage(prompt, len(chunks)),
         })
 
     def _stream(self, body: dict, prompt: int) -> None:
@@ -385,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake, wait = self.server.fake, self.server.closing.wait
         chunks, finish = fake._reply_chunks(body)
         fault = fake._take_fault()
-        self.send_response(200)
+        self.send_response(200)  # at once, as vLLM does; the first token waits for the ttft
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
@@ -393,8 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict, finish_reason: str | None = None) -> dict:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": fake.model,
-                    "choices": [choice]}
+            return {"id": ident, "object": "chat.completion.chunk", "created": created,
+                    "model": fake.model, "choices": [choice]}
 
         wait(fake.ttft)
         self._send(chunk({"role": "assistant", "content": ""}))
@@ -419,17 +437,17 @@ class _Handler(BaseHTTPRequestHandler):
         return "completed"
 
     def _send(self, *events: object, last: bool = False) -> None:
-        """Write SSE events as one HTTP chunk; `last` adds the terminator that completes the body."""
-        data = b"".join(b"data: %s\n\n" % (e.encode() if isinstance(e, str) else _dumps(e)) for e in events)
-        self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if last else b""))
-
-
-def _usage(prompt: int, completion: int) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        """Write SSE events as one HTTP chunk; `last` adds the terminator that ends the body."""
+        data = b"".join(
+            b"data: %s\n\n" % (event.encode() if isinstance(event, str) else _dumps(event))
+            for event in events
+        )
+        end = b"0\r\n\r\n" if last else b""
+        self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, end))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve on 127.0.0.1 until Ctrl-C, replying with what was received."""
+    """Serve on 127.0.0.1 until Ctrl-C, replying with what each request contained."""
     parser = argparse.ArgumentParser(prog="python -m tests.fake_vllm", description=main.__doc__)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--ttft", type=float, default=0.3, help="seconds before the first token")
@@ -439,14 +457,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-model-len", type=int, default=65536)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    fake = FakeVLLM(port=args.port, ttft=args.ttft, token_delay=args.token_delay, api_key=args.api_key,
-                    max_images=args.max_images, max_model_len=args.max_model_len, reply=echo_reply)
-    with fake:
-        print(f"Fake vLLM serving {fake.model} at {fake.base_url} (Ctrl-C to stop)", flush=True)
-        try:
+    fake = FakeVLLM(
+        port=args.port, ttft=args.ttft, token_delay=args.token_delay, api_key=args.api_key,
+        max_images=args.max_images, max_model_len=args.max_model_len, reply=echo_reply,
+    )
+    try:
+        with fake:
+            print(f"Fake vLLM serving {fake.model} at {fake.base_url} (Ctrl-C to stop)", flush=True)
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The fake vLLM server, seen through the real openai client (and httpx for the raw wire).
 
-If these pass, the app's tests that run against the fake exercise the same
-responses, errors and stream shapes the app will meet from vLLM 0.33.
+If these pass, the app's tests that run against the fake meet the same responses,
+errors and stream shapes the app will meet from vLLM 0.33.
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ def fake():
         server.stop()
 
 
+def client_for(fake: FakeVLLM, api_key: str = "unused") -> openai.AsyncOpenAI:
+    """No retries: each test sees one attempt (by default the client retries 5xx and drops)."""
+    return openai.AsyncOpenAI(base_url=fake.base_url, api_key=api_key, max_retries=0, timeout=5)
+
+
 @pytest.fixture
 async def client(fake):
-    async with openai.AsyncOpenAI(
-        base_url=fake.base_url, api_key="unused", max_retries=0, timeout=5
-    ) as openai_client:
+    async with client_for(fake) as openai_client:
         yield openai_client
 
 
@@ -47,17 +50,15 @@ def data_url(width: int, height: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_part(url: str) -> dict:
-    return {"type": "image_url", "image_url": {"url": url}}
-
-
 def with_images(count: int, url: str | None = None) -> dict:
-    parts = [image_part(url or data_url(32, 32)) for _ in range(count)]
+    parts = [{"type": "image_url", "image_url": {"url": url or data_url(32, 32)}}] * count
     return {"role": "user", "content": [{"type": "text", "text": "Look."}, *parts]}
 
 
 async def ask(client, fake, messages=(USER,), **options):
-    return await client.chat.completions.create(model=fake.model, messages=list(messages), **options)
+    return await client.chat.completions.create(
+        model=fake.model, messages=list(messages), **options
+    )
 
 
 async def stream_texts(client, fake, **options) -> list[str]:
@@ -81,35 +82,35 @@ async def test_health_is_open_and_empty_and_models_lists_the_model(fake, client)
         health = await raw.get(fake.base_url.removesuffix("/v1") + "/health")
     assert (health.status_code, health.content) == (200, b"")
     models = (await client.models.list()).data
-    assert [m.id for m in models] == [fake.model]
+    assert [m.id for m in models] == [fake.model] and models[0].owned_by == "vllm"
     extra = models[0].model_extra
-    assert extra["max_model_len"] == 65536 and extra["root"] == fake.model
-    assert models[0].owned_by == "vllm" and extra["parent"] is None
+    assert (extra["max_model_len"], extra["root"], extra["parent"]) == (65536, fake.model, None)
 
 
-async def test_raw_stream_is_chunked_sse_in_vllm_order(fake):
+async def test_raw_stream_is_chunked_sse_in_vllms_order(fake):
     request = {
         "model": fake.model, "messages": [USER], "stream": True,
         "stream_options": {"include_usage": True},
     }
     async with httpx.AsyncClient() as raw:
-        async with raw.stream("POST", fake.base_url + "/chat/completions", json=request) as response:
+        url = fake.base_url + "/chat/completions"
+        async with raw.stream("POST", url, json=request) as response:
             assert response.headers["transfer-encoding"] == "chunked"
             assert response.headers["content-type"].startswith("text/event-stream")
             lines = [line async for line in response.aiter_lines() if line]
     assert all(line.startswith("data: ") for line in lines)
     assert lines[-1] == "data: [DONE]"
     events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
-    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert events[0]["object"] == "chat.completion.chunk" and events[0]["id"].startswith("chatcmpl-")
-    contents = [e["choices"][0]["delta"]["content"] for e in events[1:-2]]
+    first = events[0]
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert first["object"] == "chat.completion.chunk" and first["id"].startswith("chatcmpl-")
+    contents = [event["choices"][0]["delta"]["content"] for event in events[1:-2]]
     assert "".join(contents) == REPLY and len(contents) == 9
-    assert {e["choices"][0]["finish_reason"] for e in events[:-2]} == {None}
+    assert {event["choices"][0]["finish_reason"] for event in events[:-2]} == {None}
     assert events[-2]["choices"][0] == {
         "index": 0, "delta": {"content": ""}, "logprobs": None, "finish_reason": "stop",
     }
-    assert events[-1]["choices"] == []
-    assert events[-1]["usage"]["completion_tokens"] == 9
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 9
     await wait_for(lambda: fake.streams_completed == 1 and fake.open_streams == 0)
 
 
@@ -123,8 +124,7 @@ async def test_stream_through_openai_client(fake, client):
 
 async def test_usage_chunk_only_when_asked(fake, client):
     stream = await ask(client, fake, stream=True)
-    chunks = [chunk async for chunk in stream]
-    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    assert all([chunk.choices and chunk.usage is None async for chunk in stream])
 
 
 async def test_headers_come_at_once_and_chunks_as_they_are_written(fake, client):
@@ -132,10 +132,12 @@ async def test_headers_come_at_once_and_chunks_as_they_are_written(fake, client)
     started = time.monotonic()
     stream = await ask(client, fake, stream=True)
     opened = time.monotonic() - started
-    arrivals = [time.monotonic() - started async for chunk in stream if chunk.choices[0].delta.content]
+    arrivals = [
+        time.monotonic() - started async for chunk in stream if chunk.choices[0].delta.content
+    ]
     assert arrivals[0] - opened >= 0.15  # like vLLM: 200 and headers first, tokens after the ttft
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
-    assert len(gaps) == 8 and statistics.median(gaps) >= 0.03  # not buffered and released in a burst
+    assert len(gaps) == 8 and statistics.median(gaps) >= 0.03  # not buffered into one burst
 
 
 async def test_max_tokens_cuts_the_reply_with_finish_reason_length(fake, client):
@@ -147,9 +149,10 @@ async def test_max_tokens_cuts_the_reply_with_finish_reason_length(fake, client)
 
 async def test_non_streaming_completion_has_usage(fake, client):
     completion = await ask(client, fake, max_completion_tokens=100)
+    assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == REPLY
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.usage.completion_tokens == 9 and completion.object == "chat.completion"
+    assert completion.usage.completion_tokens == 9
 
 
 async def test_requests_are_recorded_in_order_and_reply_may_be_a_function(fake, client):
@@ -168,8 +171,8 @@ def test_split_words_keeps_every_character():
 
 
 def test_echo_reply_says_what_it_received():
-    body = {"messages": [with_images(2), {"role": "assistant", "content": "ok"}, USER]}
-    assert "2 image(s)" in echo_reply(body) and "'What is this?'" in echo_reply(body)
+    reply = echo_reply({"messages": [with_images(2), {"role": "assistant", "content": "ok"}, USER]})
+    assert "2 image(s)" in reply and "'What is this?'" in reply
 
 
 # --- refusals ----------------------------------------------------------------
@@ -177,27 +180,28 @@ def test_echo_reply_says_what_it_received():
 
 async def test_api_key_guards_v1_routes_with_vllms_flat_body():
     with FakeVLLM(api_key="sesame") as fake:
-        root = fake.base_url.removesuffix("/v1")
         async with httpx.AsyncClient() as raw:
-            assert (await raw.get(root + "/health")).status_code == 200
+            assert (await raw.get(fake.base_url.removesuffix("/v1") + "/health")).status_code == 200
             for headers in ({}, {"Authorization": "Bearer wrong"}):
                 models = await raw.get(fake.base_url + "/models", headers=headers)
                 chat = await raw.post(fake.base_url + "/chat/completions", headers=headers, json={})
                 for response in (models, chat):
-                    assert response.status_code == 401
-                    assert response.json() == {"error": "Unauthorized"}
-        async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="wrong", max_retries=0) as bad:
+                    assert (response.status_code, response.content) == (
+                        401, b'{"error":"Unauthorized"}'
+                    )
+        async with client_for(fake, api_key="wrong") as wrong:
             with pytest.raises(openai.AuthenticationError):
-                await ask(bad, fake)
-        async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="sesame", max_retries=0) as good:
-            assert (await ask(good, fake)).choices[0].message.content
+                await ask(wrong, fake)
+        async with client_for(fake, api_key="sesame") as right:
+            assert (await ask(right, fake)).choices[0].message.content
 
 
 async def test_unknown_model_is_not_found(fake, client):
     with pytest.raises(openai.NotFoundError) as caught:
         await client.chat.completions.create(model="nope", messages=[USER])
-    assert "The model `nope` does not exist." in str(caught.value)
-    assert (caught.value.param, caught.value.type, caught.value.code) == ("model", "NotFoundError", "404")
+    error = caught.value
+    assert str(error) == "Error code: 404 - The model `nope` does not exist."
+    assert (error.param, error.type, error.code) == ("model", "NotFoundError", "404")
 
 
 async def test_image_limit_counts_images_in_the_whole_history(fake, client):
@@ -206,7 +210,7 @@ async def test_image_limit_counts_images_in_the_whole_history(fake, client):
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(client, fake, messages=[*history, with_images(2)])
     error = caught.value
-    # openai 3.x puts only the message in str(); param is an attribute, not "(parameter=image)".
+    # openai 3.x puts only the message in str(); param is an attribute, no "(parameter=image)".
     assert str(error) == "Error code: 400 - At most 4 image(s) may be provided in one prompt."
     assert (error.param, error.type, error.code) == ("image", "BadRequestError", "400")
     assert len(fake.requests) == 2  # refused requests are recorded too
@@ -228,13 +232,13 @@ async def test_prompt_tokens_include_the_image_cost(fake, client):
 async def test_context_length_refusals_use_vllms_messages(fake, client):
     messages = [with_images(1, data_url(1024, 768))]
     prompt = (await ask(client, fake, messages=messages)).usage.prompt_tokens
-    fake.max_model_len = prompt + 100
+    limit = fake.max_model_len = prompt + 100
     with pytest.raises(openai.BadRequestError) as too_big:
         await ask(client, fake, messages=messages, max_tokens=101)
     assert too_big.value.message == (
-        f"Error code: 400 - 'max_tokens' or 'max_completion_tokens' is too large: 101. This model's "
-        f"maximum context length is {prompt + 100} tokens and your request has {prompt} input tokens "
-        f"(101 > {prompt + 100} - {prompt})."
+        f"Error code: 400 - 'max_tokens' or 'max_completion_tokens' is too large: 101. This "
+        f"model's maximum context length is {limit} tokens and your request has {prompt} input "
+        f"tokens (101 > {limit} - {prompt})."
     )
     assert too_big.value.param == "max_tokens"
     await ask(client, fake, messages=messages, max_tokens=100)  # exactly fits
@@ -242,8 +246,8 @@ async def test_context_length_refusals_use_vllms_messages(fake, client):
     with pytest.raises(openai.BadRequestError) as too_long:
         await ask(client, fake, messages=messages)
     assert too_long.value.message == (
-        f"Error code: 400 - This model's maximum context length is {prompt} tokens. However, your "
-        f"request has {prompt} input tokens. Please reduce the length of the input messages."
+        f"Error code: 400 - This model's maximum context length is {prompt} tokens. However, "
+        f"your request has {prompt} input tokens. Please reduce the length of the input messages."
     )
     assert too_long.value.param is None
 
@@ -254,10 +258,10 @@ async def test_remote_image_urls_are_refused_but_recorded(fake, client):
     assert fake.requests[0]["messages"][0]["content"][1]["image_url"]["url"].startswith("https:")
 
 
-@pytest.mark.parametrize("url", ["data:image/png;base64,bm90IGFuIGltYWdl", "data:image/png;base64,%%%"])
-async def test_undecodable_images_are_refused(fake, client, url):
+@pytest.mark.parametrize("payload", ["bm90IGFuIGltYWdl", "%%%"])  # "not an image", not base64
+async def test_undecodable_images_are_refused(fake, client, payload):
     with pytest.raises(openai.BadRequestError, match="Failed to load image: "):
-        await ask(client, fake, messages=[with_images(1, url)])
+        await ask(client, fake, messages=[with_images(1, "data:image/png;base64," + payload)])
 
 
 async def test_invalid_json_is_a_bad_request(fake):
@@ -290,23 +294,20 @@ async def test_error_event_after_streaming_began_raises_api_error(fake, client):
     fake.error_event_after(2, "engine crashed")
     received = []
     with pytest.raises(openai.APIError) as caught:
-        stream = await ask(client, fake, stream=True)
-        async for chunk in stream:
+        async for chunk in await ask(client, fake, stream=True):
             received.append(chunk.choices[0].delta.content)
-    assert not isinstance(caught.value, (openai.APIStatusError, openai.APIConnectionError))
-    assert caught.value.message == "engine crashed"
-    assert caught.value.type == "InternalServerError"
+    assert type(caught.value) is openai.APIError  # neither a status nor a connection error
+    assert (caught.value.message, caught.value.type) == ("engine crashed", "InternalServerError")
     assert received == ["", "Hello ", "there, "]
-    await wait_for(lambda: fake.streams_completed == 1)  # the error event ends it normally
-    assert await stream_texts(client, fake)  # only the next stream was affected
+    await wait_for(lambda: fake.streams_completed == 1)  # the event ends the stream normally
+    assert await stream_texts(client, fake)  # only that one stream was affected
 
 
 async def test_drop_after_raises_connection_error_mid_stream(fake, client):
     fake.drop_after(3)
     received = []
     with pytest.raises(openai.APIConnectionError):
-        stream = await ask(client, fake, stream=True)
-        async for chunk in stream:
+        async for chunk in await ask(client, fake, stream=True):
             received.append(chunk.choices[0].delta.content)
     assert received == ["", "Hello ", "there, ", "this "]
     await wait_for(lambda: fake.open_streams == 0)
@@ -327,7 +328,7 @@ async def test_closing_the_stream_midway_counts_as_aborted(fake, client):
 
 
 async def test_go_down_refuses_connections_and_come_up_serves_on_the_same_port(fake, client):
-    assert await stream_texts(client, fake)
+    assert await stream_texts(client, fake)  # leaves a pooled keep-alive connection behind
     url = fake.base_url
     fake.go_down()
     with pytest.raises(openai.APIConnectionError):
@@ -347,6 +348,7 @@ async def test_stop_is_prompt_with_a_stream_in_flight(fake, client):
     started = time.monotonic()
     fake.stop()
     assert time.monotonic() - started < 0.5
+    assert (fake.streams_aborted, fake.open_streams) == (1, 0)
     with pytest.raises(openai.APIConnectionError):
         async for _ in stream:
             pass
@@ -356,5 +358,5 @@ async def test_several_servers_run_at_once():
     with FakeVLLM(reply="first") as one, FakeVLLM(reply="second", model="other") as two:
         assert one.base_url != two.base_url
         for fake, expected in ((one, "first"), (two, "second")):
-            async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0) as c:
-                assert (await ask(c, fake)).choices[0].message.content == expected
+            async with client_for(fake) as client:
+                assert (await ask(client, fake)).choices[0].message.content == expected
