@@ -11,46 +11,100 @@ from pathlib import Path
 
 import chainlit as cl
 from chainlit.input_widget import Select
+from chainlit.oauth_providers import get_configured_oauth_providers
+from chainlit.server import app as chainlit_server
+from chainlit.types import ThreadDict
 
+from handlers import file_routes, history
 from handlers.attachments import Upload
-from handlers.chat import Assistant, ChatSession, Incoming, Notice, start_assistant
+from handlers.chat import ChatSession, Incoming, Notice
 from handlers.errors import UserFacingError
 from handlers.i18n import translate
 from handlers.prompts import PRESETS
+from handlers.services import Services, start_services
+from handlers.sessions import ChatRegistry
 from handlers.settings import ANSWER_LANGUAGES, load_settings
 
 log = logging.getLogger("visual_assistant")
 
-_assistant: Assistant | None = None
+_services: Services | None = None
+_chats = ChatRegistry()
+
+file_routes.register(chainlit_server)
 
 
-def assistant() -> Assistant:
-    if _assistant is None:
+def services() -> Services:
+    if _services is None:
         raise RuntimeError("the app has not started")
-    return _assistant
+    return _services
 
 
 @cl.on_app_startup
 async def on_app_startup() -> None:
-    global _assistant
-    _assistant = await start_assistant(load_settings())
+    global _services
+    _services = await start_services(load_settings())
+    if _services.settings.auth_header:
+        cl.header_auth_callback(_header_login)
 
 
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
-    if _assistant is not None:
-        await _assistant.client.aclose()
+    if _services is not None:
+        await _services.close()
+
+
+@cl.data_layer
+def data_layer():
+    return services().data_layer
+
+
+@cl.password_auth_callback
+async def password_login(username: str, password: str) -> cl.User | None:
+    if await services().users.verify(username, password):
+        return cl.User(identifier=username, metadata={"provider": "password"})
+    return None
+
+
+async def _header_login(headers) -> cl.User | None:
+    """For teams behind an SSO proxy that sets a trusted header (AUTH_TRUSTED_HEADER)."""
+    name = headers.get(services().settings.auth_header)
+    return cl.User(identifier=name, metadata={"provider": "header"}) if name else None
+
+
+if get_configured_oauth_providers():  # Chainlit refuses the callback without a provider
+
+    @cl.oauth_callback
+    async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User, *_):
+        return default_user
 
 
 @cl.on_chat_start
 async def on_chat_start() -> None:
     chat = ChatSession(
         ui_language=cl.context.session.language or "en-US",
-        answer_language=assistant().settings.answer_language,
+        answer_language=services().settings.answer_language,
+        thread_id=cl.context.session.thread_id,
     )
-    cl.user_session.set("chat", chat)
-    await cl.context.emitter.set_commands(_commands(chat.ui_language))
-    await cl.ChatSettings([_language_setting(chat)]).send()
+    _chats.put(cl.context.session.id, chat)
+    await _offer_tools(chat)
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: ThreadDict) -> None:
+    """Chainlit leaves `message.elements` empty on resume: rebuild what the model saw."""
+    found = services()
+    chat = ChatSession(
+        ui_language=cl.context.session.language or "en-US",
+        answer_language=(cl.context.session.chat_settings or {}).get(
+            "answer_language", found.settings.answer_language
+        ),
+        thread_id=thread["id"],
+        conversation=await history.rebuild(
+            thread, found.store, found.storage.path_for, max_bytes=found.settings.max_upload_bytes
+        ),
+    )
+    _chats.put(cl.context.session.id, chat)
+    await _offer_tools(chat)
 
 
 @cl.on_settings_update
@@ -61,9 +115,9 @@ async def on_settings_update(values: dict) -> None:
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     chat = _chat()
-    answer = cl.Message(content="")
+    answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
     try:
-        async for item in assistant().respond(chat, _incoming(message)):
+        async for item in services().assistant.respond(chat, _incoming(message)):
             if isinstance(item, Notice):
                 await _send_notice(item, chat.ui_language)
             else:
@@ -81,14 +135,25 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.on_chat_end
 async def on_chat_end() -> None:
-    cl.user_session.set("chat", None)
+    """The browser went away or started a new chat: stop generating for it
+    (Chainlit does not cancel the running task on disconnect) and free its memory."""
+    session = cl.context.session
+    if session.current_task and not session.current_task.done():
+        session.current_task.cancel()
+    if session.to_clear:
+        _chats.forget(session.id)
+    else:
+        _chats.forget_later(session.id)
 
 
 def _chat() -> ChatSession:
-    chat = cl.user_session.get("chat")
-    if chat is None:  # e.g. a session restored after the app restarted
-        chat = ChatSession(ui_language=cl.context.session.language or "en-US")
-        cl.user_session.set("chat", chat)
+    chat = _chats.get(cl.context.session.id)
+    if chat is None:  # a session that outlived its memory (e.g. past the reconnect grace)
+        chat = ChatSession(
+            ui_language=cl.context.session.language or "en-US",
+            thread_id=cl.context.session.thread_id,
+        )
+        _chats.put(cl.context.session.id, chat)
     return chat
 
 
@@ -101,10 +166,15 @@ def _incoming(message: cl.Message) -> Incoming:
     return Incoming(message.id, message.content or "", message.command, uploads)
 
 
+async def _offer_tools(chat: ChatSession) -> None:
+    await cl.context.emitter.set_commands(_commands(chat.ui_language))
+    await cl.ChatSettings([_language_setting(chat)]).send()
+
+
 async def _send_notice(notice: Notice, language: str) -> None:
     text = translate(notice.key, language, **notice.params)
     prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-    await cl.Message(content=prefix + text, author="assistant").send()
+    await cl.Message(content=prefix + text, metadata={"kind": "notice"}).send()
 
 
 async def _send_failure(answer: cl.Message, error: UserFacingError, language: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from handlers.attachments import Upload, prepare_uploads
 from handlers.conversation import Conversation, ImagePart, Turn
 from handlers.errors import ModelRejected, PromptTooLong
+from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
 from handlers.llm import ModelClient, StreamResult
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
@@ -48,6 +49,7 @@ class ChatSession:
 
     ui_language: str = "en-US"
     answer_language: str = "auto"
+    thread_id: str | None = None  # where its prepared images are kept, if history is on
     conversation: Conversation = field(default_factory=Conversation)
 
 
@@ -58,6 +60,7 @@ class Assistant:
     settings: Settings
     client: ModelClient
     counter: TokenCounter
+    store: PreparedStore | None = None
 
     async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
         conversation = chat.conversation
@@ -72,6 +75,8 @@ class Assistant:
             yield Notice("notice.attach_first", level="warning")
             return
         conversation.add_user(incoming.id, text, parts)
+        if parts and self.store and chat.thread_id:
+            await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, parts)
         request = self._build_request(chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
@@ -81,16 +86,21 @@ class Assistant:
     async def _images_for(
         self, incoming: Incoming, edited: Turn | None
     ) -> tuple[tuple[ImagePart, ...], list[Notice]]:
-        """The message's images; an edited message keeps the images it had."""
+        """The message's images; an edited message keeps the images it had.
+
+        Only the first `max_images_per_request` files are even opened: Chainlit
+        does not enforce `max_files` on the server, and vLLM would refuse more.
+        """
         reused = edited.images if edited else ()
         if reused and {p.key for p in reused} == {u.key for u in incoming.uploads}:
             return reused, []
-        prepared = await prepare_uploads(incoming.uploads, max_bytes=self.settings.max_upload_bytes)
-        notices = [Notice(r.key, r.params, "warning") for r in prepared.refused]
         limit = self.settings.max_images_per_request
-        if len(prepared.parts) > limit:
-            left_out = ", ".join(p.image.name for p in prepared.parts[limit:])
-            notices.append(Notice("notice.too_many_images", {"limit": limit, "names": left_out}, "warning"))
+        considered, left_out = incoming.uploads[:limit], incoming.uploads[limit:]
+        prepared = await prepare_uploads(considered, max_bytes=self.settings.max_upload_bytes)
+        notices = [Notice(r.key, r.params, "warning") for r in prepared.refused]
+        if left_out:
+            names = ", ".join(upload.name for upload in left_out)
+            notices.append(Notice("notice.too_many_images", {"limit": limit, "names": names}, "warning"))
         return prepared.parts[:limit], notices
 
     def _build_request(self, chat: ChatSession):
@@ -149,7 +159,7 @@ def _view_notices(hidden: tuple[str, ...], dropped: int) -> list[Notice]:
     return notices
 
 
-async def start_assistant(settings: Settings) -> Assistant:
+async def start_assistant(settings: Settings, store: PreparedStore | None = None) -> Assistant:
     """Build the app-wide services; the tokenizer loads in a thread (about 1 s)."""
     counter = await asyncio.to_thread(TokenCounter)
-    return Assistant(settings, ModelClient(settings), counter)
+    return Assistant(settings, ModelClient(settings), counter, store)

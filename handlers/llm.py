@@ -97,6 +97,8 @@ class ModelClient:
                     result.finish_reason = choice.finish_reason
                 if choice.delta and choice.delta.content:
                     yield choice.delta.content
+        except openai.APITimeoutError as error:
+            raise ModelUnavailable("error.model_timeout", url=url) from error
         except openai.APIConnectionError as error:
             raise ModelUnavailable("error.stream_interrupted", url=url) from error
         except openai.APIError as error:
@@ -119,14 +121,18 @@ class ModelClient:
                     stream=True,
                     stream_options={"include_usage": True},
                 )
-                return stream, str(client.base_url)
+                return stream, _display_url(client)
             except openai.APIError as error:
-                failure = _to_model_error(error, str(client.base_url))
+                failure = _to_model_error(error, _display_url(client))
                 if not failure.retryable or attempt >= self._settings.connect_retries:
                     raise failure from error
                 log.warning("model server attempt %d failed: %s", attempt + 1, error)
                 await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
                 attempt += 1
+
+
+def _display_url(client: openai.AsyncOpenAI) -> str:
+    return str(client.base_url).rstrip("/")
 
 
 def _to_model_error(error: openai.APIError, url: str) -> ModelError:

@@ -1,0 +1,126 @@
+"""A conversation's images across app restarts, and rebuilding it on resume.
+
+Chainlit persists messages and the original uploads, but on resume it hands
+back `message.elements` empty and nothing of what the model actually saw. So
+each user turn's prepared images (with their labels, e.g. a video frame's time)
+are kept as files under `DATA_DIR/prepared/<thread>/<turn>/`, and `rebuild`
+turns a persisted thread back into a `Conversation`. When a prepared copy is
+missing (e.g. data from before it existed), the original upload is prepared
+again. These files are never served over HTTP; only the model sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from handlers.conversation import Conversation, ImagePart, Turn
+from handlers.errors import InvalidAttachment
+from handlers.images import PreparedImage, prepare_file
+
+log = logging.getLogger(__name__)
+
+ANSWER_KIND = "answer"  # metadata["kind"] of the assistant messages that are answers
+MANIFEST = "images.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+class PreparedStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(self, thread_id: str, turn_id: str, parts: Sequence[ImagePart]) -> None:
+        """Write a turn's prepared images and a manifest (blocking: use a thread)."""
+        folder = self._folder(thread_id, turn_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for index, part in enumerate(parts):
+            file_name = f"{index}.{_EXTENSIONS.get(part.image.mime, 'bin')}"
+            (folder / file_name).write_bytes(part.image.data)
+            entries.append(_entry(part, file_name))
+        (folder / MANIFEST).write_text(json.dumps(entries), encoding="utf-8")
+
+    def load(self, thread_id: str, turn_id: str) -> tuple[ImagePart, ...] | None:
+        """The turn's images as they were sent, or None if none were kept."""
+        folder = self._folder(thread_id, turn_id)
+        try:
+            entries = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            return tuple(_part(entry, (folder / entry["file"]).read_bytes()) for entry in entries)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _folder(self, thread_id: str, turn_id: str) -> Path:
+        return self.root / _UNSAFE.sub("_", thread_id) / _UNSAFE.sub("_", turn_id)
+
+
+async def rebuild(
+    thread: dict, store: PreparedStore, original_path: Callable[[str], Path], *, max_bytes: int
+) -> Conversation:
+    """The conversation of a persisted Chainlit thread: the person's messages with
+    their images, and the answers (notices and error messages are left out)."""
+    conversation = Conversation()
+    elements = thread.get("elements") or []
+    for step in sorted(thread.get("steps") or [], key=lambda s: s.get("createdAt") or ""):
+        if step.get("type") == "user_message":
+            parts = await asyncio.to_thread(store.load, thread["id"], step["id"])
+            if parts is None:
+                parts = await _prepare_originals(step["id"], elements, original_path, max_bytes)
+            conversation.turns.append(Turn(step["id"], "user", step.get("output") or "", parts))
+        elif _is_answer(step):
+            conversation.add_assistant(step["id"], step.get("output") or "")
+    return conversation
+
+
+def _is_answer(step: dict) -> bool:
+    metadata = step.get("metadata") or {}
+    return step.get("type") == "assistant_message" and metadata.get("kind") == ANSWER_KIND
+
+
+async def _prepare_originals(
+    step_id: str, elements: list[dict], original_path: Callable[[str], Path], max_bytes: int
+) -> tuple[ImagePart, ...]:
+    parts = []
+    for element in elements:
+        if element.get("forId") != step_id or not element.get("objectKey"):
+            continue
+        try:
+            path = original_path(element["objectKey"])
+            image = await prepare_file(element.get("name") or "image", path, max_bytes=max_bytes)
+        except (InvalidAttachment, OSError, ValueError):
+            log.warning("could not restore element %s of step %s", element.get("id"), step_id)
+            continue
+        parts.append(ImagePart(element["id"], image))
+    return tuple(parts)
+
+
+def _entry(part: ImagePart, file_name: str) -> dict:
+    image = part.image
+    return {
+        "key": part.key,
+        "label": part.label,
+        "file": file_name,
+        "name": image.name,
+        "source_format": image.source_format,
+        "width": image.width,
+        "height": image.height,
+        "mime": image.mime,
+        "tokens": image.tokens,
+    }
+
+
+def _part(entry: dict, data: bytes) -> ImagePart:
+    image = PreparedImage(
+        name=entry["name"],
+        source_format=entry["source_format"],
+        width=entry["width"],
+        height=entry["height"],
+        mime=entry["mime"],
+        data=data,
+        tokens=entry["tokens"],
+    )
+    return ImagePart(entry["key"], image, entry["label"])

@@ -1,0 +1,52 @@
+"""Everything the app builds once at start-up, and closes at shutdown.
+
+Built in `on_app_startup`, never at import: the settings are read then, the
+schema is created or upgraded, and the tokenizer loads in a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handlers import database
+from handlers.chat import Assistant, start_assistant
+from handlers.history import PreparedStore
+from handlers.settings import Settings
+from handlers.storage import LocalStorageClient
+from handlers.users import UserStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    assistant: Assistant
+    storage: LocalStorageClient
+    store: PreparedStore
+    data_layer: SQLAlchemyDataLayer
+    users: UserStore
+    _engine: AsyncEngine
+
+    async def close(self) -> None:
+        await self.assistant.client.aclose()
+        await self._engine.dispose()
+        await self.data_layer.engine.dispose()
+
+
+async def start_services(settings: Settings) -> Services:
+    url = database.database_url(settings)
+    await database.ensure_schema(url)
+    engine = database.make_engine(url)
+    storage = LocalStorageClient(settings.data_dir / "files")
+    store = PreparedStore(settings.data_dir / "prepared")
+    return Services(
+        settings=settings,
+        assistant=await start_assistant(settings, store),
+        storage=storage,
+        store=store,
+        data_layer=database.make_data_layer(settings, storage),
+        users=UserStore(engine),
+        _engine=engine,
+    )

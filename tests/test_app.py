@@ -1,0 +1,384 @@
+"""The Chainlit callbacks, in a Chainlit context, against the fake vLLM server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import io
+from pathlib import Path
+
+import chainlit as cl
+import chainlit.data
+import pytest
+from PIL import Image
+
+import chainlit_app
+from handlers.sessions import ChatRegistry
+from tests.chainlit_harness import ChatHarness
+from tests.fake_vllm import FakeVLLM
+
+
+@pytest.fixture
+async def app(fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("VLLM_BASE_URL", fake_vllm.base_url)
+    monkeypatch.setenv("VLLM_CONNECT_RETRIES", "1")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(chainlit_app, "_chats", ChatRegistry())
+    monkeypatch.setattr(chainlit.data, "_data_layer", None)
+    monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
+    await chainlit_app.on_app_startup()
+    yield fake_vllm
+    await settle()
+    await chainlit_app.on_app_shutdown()
+
+
+async def restart_app(monkeypatch: pytest.MonkeyPatch, **environ: str) -> None:
+    """Stop and start the app's services again, e.g. with other settings."""
+    await settle()
+    await chainlit_app.on_app_shutdown()
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(chainlit.data, "_data_layer", None)
+    monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
+    await chainlit_app.on_app_startup()
+
+
+@pytest.fixture
+async def chat(app) -> ChatHarness:
+    harness = ChatHarness()
+    await harness.start()
+    return harness
+
+
+def photo(tmp_path: Path, name: str, size=(2000, 1500), colour="red") -> Path:
+    path = tmp_path / name
+    Image.new("RGB", size, colour).save(path, "JPEG")
+    return path
+
+
+def sent_images(request: dict) -> list[Image.Image]:
+    images = []
+    for message in request["messages"]:
+        for part in message["content"] if isinstance(message["content"], list) else []:
+            if part["type"] == "image_url":
+                payload = part["image_url"]["url"].split(",", 1)[1]
+                images.append(Image.open(io.BytesIO(base64.b64decode(payload))))
+    return images
+
+
+def sent_text(request: dict) -> str:
+    texts = []
+    for message in request["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            texts.append(content)
+        else:
+            texts.extend(part["text"] for part in content if part["type"] == "text")
+    return "\n".join(texts)
+
+
+async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):
+    await chat.send("What is this?", [photo(tmp_path, "IMG_0001.jpg", size=(4000, 3000))])
+    assert chat.last_text() == app.reply
+    (image,) = sent_images(app.requests[-1])
+    assert max(image.size) == 1024
+    assert app.requests[-1]["messages"][0]["role"] == "system"
+
+
+async def test_a_follow_up_still_sends_the_photo_and_the_answer(chat, app, tmp_path):
+    await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
+    await chat.send("What colour is it?")
+    follow_up = app.requests[-1]
+    assert len(sent_images(follow_up)) == 1
+    assert [m["role"] for m in follow_up["messages"]] == ["system", "user", "assistant", "user"]
+    assert follow_up["messages"][2]["content"] == app.reply
+
+
+async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_told(chat, app, tmp_path):
+    await chat.send("first", [photo(tmp_path, "one.jpg"), photo(tmp_path, "two.jpg")])
+    await chat.send("second", [photo(tmp_path, "three.jpg"), photo(tmp_path, "four.jpg")])
+    await chat.send("third", [photo(tmp_path, "five.jpg")])
+    request = app.requests[-1]
+    assert len(sent_images(request)) == 4
+    assert "[earlier image: one.jpg]" in sent_text(request)
+    assert any("one.jpg" in text and "out of" in text for text in chat.texts())
+
+
+async def test_more_images_than_allowed_in_one_message(chat, app, tmp_path):
+    files = [photo(tmp_path, f"p{n}.jpg", size=(300, 200)) for n in range(6)]
+    await chat.send("compare", files)
+    assert len(sent_images(app.requests[-1])) == 4
+    warning = next(t for t in chat.texts() if "p4.jpg" in t)
+    assert "p5.jpg" in warning and "4" in warning
+    assert chat.last_text() == app.reply
+
+
+async def test_a_fake_png_is_refused_and_the_rest_is_answered(chat, app, tmp_path):
+    fake = tmp_path / "screenshot.png"
+    fake.write_text("<html><body>not an image</body></html>")
+    await chat.send("What do these show?", [fake, photo(tmp_path, "real.jpg")])
+    assert any("screenshot.png" in text for text in chat.texts())
+    assert len(sent_images(app.requests[-1])) == 1
+    assert chat.last_text() == app.reply
+
+
+async def test_only_a_bad_file_sends_nothing_to_the_server(chat, app, tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    await chat.send("", [empty])
+    assert app.requests == []
+    assert len(chat.texts()) == 1 and "empty.jpg" in chat.texts()[0]
+
+
+async def test_images_alone_are_described(chat, app, tmp_path):
+    await chat.send("", [photo(tmp_path, "holiday.jpg")])
+    assert "Describe the image" in sent_text(app.requests[-1])
+
+
+async def test_a_preset_command_shapes_the_question(chat, app, tmp_path):
+    await chat.send("only the cars", [photo(tmp_path, "street.jpg")], command="count")
+    text = sent_text(app.requests[-1])
+    assert "Markdown table" in text and "only the cars" in text
+
+
+async def test_a_preset_with_no_image_asks_for_one(chat, app):
+    await chat.send("", command="read")
+    assert app.requests == []
+    assert "Attach" in chat.last_text()
+
+
+async def test_old_turns_are_dropped_to_fit_the_context(app, monkeypatch, tmp_path):
+    await restart_app(monkeypatch, MAX_MODEL_LEN="12000", MAX_TOKENS="500")
+    chat = ChatHarness()
+    await chat.start()
+    for n in range(4):
+        await chat.send(f"photo {n}", [photo(tmp_path, f"big{n}.jpg", size=(2048, 2048))])
+    request = app.requests[-1]
+    assert len(sent_images(request)) == 2  # 2 × 4160 tokens fit in 11500, 3 do not
+    assert "photo 3" in sent_text(request) and "photo 0" not in sent_text(request)
+    assert any("oldest" in text for text in chat.texts())
+
+
+async def test_editing_a_message_cuts_history_back(chat, app, tmp_path):
+    first = await chat.send("What is this?", [photo(tmp_path, "cat.jpg")])
+    await chat.send("Is it a cat?")
+    first.content = "How many animals are there?"
+    await chat.resend(first)
+    request = app.requests[-1]
+    assert [m["role"] for m in request["messages"]] == ["system", "user"]
+    assert "How many animals" in sent_text(request) and "Is it a cat" not in sent_text(request)
+    assert len(sent_images(request)) == 1
+
+
+async def test_stop_keeps_the_partial_answer_and_the_chat_goes_on(chat, app, tmp_path):
+    app.token_delay = 0.05
+    app.reply = "word " * 200
+    task = asyncio.create_task(chat.send("Tell me everything", [photo(tmp_path, "x.jpg")]))
+    await asyncio.sleep(0.5)
+    task.cancel()  # what Chainlit's stop button does to the running task
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    partial = chat.last_text()
+    assert partial.startswith("word") and len(partial) < len(app.reply)
+    for _ in range(40):
+        if app.streams_aborted:
+            break
+        await asyncio.sleep(0.05)
+    assert app.streams_aborted == 1 and app.open_streams == 0
+    app.token_delay, app.reply = 0.0, "Done."
+    await chat.send("Go on")
+    assert chat.last_text() == "Done."
+    history = app.requests[-1]["messages"]
+    assert history[2]["role"] == "assistant" and history[2]["content"] == partial
+
+
+async def test_server_down_names_the_url_and_recovers_without_restart(chat, app):
+    app.go_down()
+    await chat.send("hello")
+    assert app.base_url in chat.last_text()
+    app.come_up()
+    await chat.send("hello again")
+    assert chat.last_text() == app.reply
+
+
+async def test_a_wrong_api_key_is_explained(chat, app):
+    app.api_key = "the-real-key"
+    await chat.send("hello")
+    assert "VLLM_API_KEY" in chat.last_text()
+    assert chat.visible_messages()[-1]["isError"]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("At most 4 image(s) may be provided in one prompt.", "MAX_IMAGES_PER_REQUEST"),
+        ("This model's maximum context length is 65536 tokens. However, your request has "
+         "70000 input tokens. Please reduce the length of the input messages.", "MAX_MODEL_LEN"),
+        ("Failed to load image: cannot identify image file", "different image"),
+    ],
+)
+async def test_vllm_400s_say_what_to_do(chat, app, tmp_path, message, expected):
+    app.fail_next(400, message=message)
+    await chat.send("look", [photo(tmp_path, "a.jpg")])
+    assert expected in chat.last_text()
+    await chat.send("and now?")  # the refused message was not kept: the chat goes on
+    assert chat.last_text() == app.reply and len(sent_images(app.requests[-1])) == 0
+
+
+async def test_server_errors_are_reported(chat, app):
+    app.fail_next(500)
+    await chat.send("hello")
+    assert "500" in chat.last_text()
+
+
+async def test_a_timeout_is_reported(app, monkeypatch):
+    await restart_app(monkeypatch, VLLM_TIMEOUT="0.3")
+    chat = ChatHarness()
+    await chat.start()
+    app.ttft = 1.0
+    await chat.send("hello")
+    assert "did not answer in time" in chat.last_text()
+
+
+async def test_a_dropped_stream_keeps_the_partial_answer_with_a_note(chat, app):
+    app.drop_after(3)
+    await chat.send("hello")
+    shown = chat.last_text()
+    assert shown.startswith("".join(app.reply.split(" ")[:1]))
+    assert "connection to the model server" in shown
+
+
+async def test_the_in_stream_error_event_keeps_the_partial_answer(chat, app):
+    app.error_event_after(2, message="CUDA out of memory")
+    await chat.send("hello")
+    assert "CUDA out of memory" in chat.last_text()
+
+
+async def test_messages_follow_the_browser_language(app, tmp_path):
+    chat = ChatHarness(language="zh-CN")
+    await chat.start()
+    commands = next(data for event, data in chat.events if event == "set_commands")
+    assert any(c["id"] == "count" and "数量" in c["description"] for c in commands)
+    app.go_down()
+    await chat.send("这是什么？")
+    assert "无法连接模型服务器" in chat.last_text()
+    app.come_up()
+
+
+async def test_the_answer_language_setting_reaches_the_model(chat, app):
+    chat.enter()
+    await chainlit_app.on_settings_update({"answer_language": "zh"})
+    await chat.send("What is this?")
+    assert "Simplified Chinese" in app.requests[-1]["messages"][0]["content"]
+
+
+async def test_a_new_chat_frees_the_conversation_at_once(chat, app, tmp_path):
+    await chat.send("hi", [photo(tmp_path, "a.jpg")])
+    assert len(chainlit_app._chats) == 1
+    chat.enter()
+    chat.session.to_clear = True  # what the "new chat" button makes Chainlit do
+    await chainlit_app.on_chat_end()
+    assert len(chainlit_app._chats) == 0
+
+
+async def test_a_disconnect_stops_generation_and_memory_is_freed_after_the_grace(chat, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 0.2)
+    app.token_delay = 0.05
+    app.reply = "word " * 200
+    task = asyncio.create_task(chat.send("Tell me everything", [photo(tmp_path, "x.jpg")]))
+    chat.session.current_task = task  # as Chainlit's socket handler does
+    await asyncio.sleep(0.4)
+    chat.enter()
+    await chainlit_app.on_chat_end()  # the browser tab was closed
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(40):
+        if app.streams_aborted and not app.open_streams:
+            break
+        await asyncio.sleep(0.05)
+    assert app.streams_aborted == 1 and app.open_streams == 0
+    assert len(chainlit_app._chats) == 1  # kept while the browser may reconnect
+    await asyncio.sleep(0.3)
+    assert len(chainlit_app._chats) == 0
+
+
+async def test_a_reconnect_within_the_grace_keeps_the_conversation(chat, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 0.2)
+    await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
+    chat.enter()
+    await chainlit_app.on_chat_end()
+    await chat.send("And the colour?")  # the same session, back before the grace ran out
+    await asyncio.sleep(0.3)
+    await chat.send("Anything else?")
+    assert len(sent_images(app.requests[-1])) == 1
+
+
+async def settle() -> None:
+    """Let Chainlit's background persistence tasks finish."""
+    for _ in range(3):
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def signed_in(name: str):
+    return await chainlit_app.services().data_layer.create_user(cl.User(identifier=name))
+
+
+async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, monkeypatch, tmp_path):
+    alice = await signed_in("alice")
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    await chat.send("What is this?", [photo(tmp_path, "receipt.jpg", size=(3000, 2000))])
+    await chat.send("Thanks")
+    await settle()
+    thread_id = chat.session.thread_id
+
+    await restart_app(monkeypatch)
+    thread = await chainlit_app.services().data_layer.get_thread(thread_id)
+    assert thread["userIdentifier"] == "alice"
+    resumed = ChatHarness(user=alice, thread_id=thread_id)
+    await resumed.resume(thread)
+    await resumed.send("What was the total on it?")
+
+    request = app.requests[-1]
+    assert len(sent_images(request)) == 1 and max(sent_images(request)[0].size) == 1024
+    roles = [m["role"] for m in request["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "What is this?" in sent_text(request)
+
+
+async def test_resume_falls_back_to_the_original_upload(app, monkeypatch, tmp_path):
+    alice = await signed_in("alice")
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
+    await settle()
+    shutil.rmtree(tmp_path / "data" / "prepared")  # e.g. history from before prepared copies
+
+    await restart_app(monkeypatch)
+    thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
+    resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
+    await resumed.resume(thread)
+    await resumed.send("And now?")
+    assert len(sent_images(app.requests[-1])) == 1
+
+
+async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, monkeypatch, tmp_path):
+    alice = await signed_in("alice")
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    await chat.send("What is this?", [bad, photo(tmp_path, "a.jpg")])
+    app.fail_next(500)
+    await chat.send("Again?")
+    await settle()
+
+    await restart_app(monkeypatch)
+    thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
+    resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
+    await resumed.resume(thread)
+    await resumed.send("Go on")
+    assistant_turns = [m["content"] for m in app.requests[-1]["messages"] if m["role"] == "assistant"]
+    assert assistant_turns == [app.reply]

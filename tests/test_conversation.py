@@ -1,0 +1,122 @@
+import pytest
+from PIL import Image
+
+from handlers.conversation import Conversation, ImagePart
+from handlers.errors import PromptTooLong
+from handlers.images import prepare_pil
+from handlers.tokens import CountedMessage, TokenCounter
+
+SYSTEM = "You are a careful visual analyst."
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    return TokenCounter()
+
+
+def part(name: str, size=(64, 48)) -> ImagePart:
+    image = prepare_pil(name, Image.new("RGB", size, "red"), source_format="PNG")
+    return ImagePart(key=f"key-{name}", image=image)
+
+
+def wire_images(message: dict) -> int:
+    return sum(1 for piece in message["content"] if piece["type"] == "image_url")
+
+
+def wire_text(message: dict) -> str:
+    if isinstance(message["content"], str):
+        return message["content"]
+    return "\n".join(piece["text"] for piece in message["content"] if piece["type"] == "text")
+
+
+def build(conversation: Conversation, counter: TokenCounter, *, max_images=4, budget=60000):
+    return conversation.build_request(SYSTEM, counter, max_images=max_images, prompt_budget=budget)
+
+
+def test_history_is_sent_with_system_prompt_first_and_images_before_text(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "What is this?", [part("a.jpg")])
+    conversation.add_assistant("u1:answer", "A red square.")
+    conversation.add_user("u2", "And its colour?")
+    request = build(conversation, counter)
+    roles = [m["role"] for m in request.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    first = request.messages[1]["content"]
+    assert first[0]["type"] == "image_url" and first[0]["image_url"]["url"].startswith("data:image/")
+    assert first[1] == {"type": "text", "text": "What is this?"}
+    assert request.messages[2]["content"] == "A red square."
+
+
+def test_only_the_newest_images_are_sent_and_older_ones_become_placeholders(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "first", [part("old1.jpg"), part("old2.jpg"), part("mid.jpg")])
+    conversation.add_assistant("a1", "ok")
+    conversation.add_user("u2", "second", [part("new1.jpg"), part("new2.jpg"), part("new3.jpg")])
+    request = build(conversation, counter)
+    assert sum(wire_images(m) for m in request.messages if m["role"] == "user") == 4
+    assert "[earlier image: old1.jpg]" in wire_text(request.messages[1])
+    assert "[earlier image: old2.jpg]" in wire_text(request.messages[1])
+    assert wire_images(request.messages[1]) == 1  # mid.jpg is still among the newest four
+    assert request.newly_hidden == ("old1.jpg", "old2.jpg")
+
+
+def test_the_person_is_told_once_about_each_hidden_image(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "one", [part(f"{i}.png") for i in range(4)])
+    conversation.add_user("u2", "two", [part("5.png")])
+    assert build(conversation, counter).newly_hidden == ("0.png",)
+    conversation.add_user("u3", "three")
+    assert build(conversation, counter).newly_hidden == ()
+    conversation.add_user("u4", "four", [part("6.png")])
+    assert build(conversation, counter).newly_hidden == ("1.png",)
+
+
+def test_the_oldest_turns_are_dropped_to_fit_and_the_question_is_kept(counter):
+    conversation = Conversation()
+    for n in range(6):
+        conversation.add_user(f"u{n}", f"question {n} " + "word " * 300)
+        conversation.add_assistant(f"a{n}", f"answer {n} " + "word " * 300)
+    conversation.add_user("now", "the current question")
+    full = build(conversation, counter).prompt_tokens
+    request = build(conversation, counter, budget=full // 2)
+    assert request.prompt_tokens <= full // 2
+    assert request.messages[1]["role"] == "user"  # never starts with an answer
+    assert wire_text(request.messages[-1]) == "the current question"
+    assert request.newly_dropped > 0
+    assert build(conversation, counter, budget=full // 2).newly_dropped == 0  # said once
+
+
+def test_images_count_by_their_pixtral_cost(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "describe", [part("photo.jpg", size=(1024, 768))])
+    request = build(conversation, counter)
+    text_only = counter.count(SYSTEM, [CountedMessage("user", ("describe",))])
+    assert request.prompt_tokens == text_only + 3120
+
+
+def test_a_question_too_long_on_its_own_is_refused(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "look", [part("big.jpg", size=(1024, 1024))])
+    with pytest.raises(PromptTooLong):
+        build(conversation, counter, budget=1000)
+
+
+def test_editing_a_message_cuts_history_back_to_it(counter):
+    conversation = Conversation()
+    conversation.add_user("u1", "first", [part("a.png")])
+    conversation.add_assistant("a1", "answer one")
+    conversation.add_user("u2", "second")
+    conversation.add_assistant("a2", "answer two")
+    edited = conversation.cut_back_to("u1")
+    assert edited is not None and edited.text == "first"
+    assert conversation.turns == []
+    assert conversation.cut_back_to("missing") is None
+
+
+def test_labels_are_said_before_their_image(counter):
+    conversation = Conversation()
+    frame = part("clip.mp4")
+    conversation.add_user("u1", "what happens?", [ImagePart(frame.key, frame.image, label="00:12")])
+    content = build(conversation, counter).messages[1]["content"]
+    assert content[0] == {"type": "text", "text": "00:12"}
+    assert content[1]["type"] == "image_url"
