@@ -19,6 +19,7 @@ token already issued stays valid until it expires (Chainlit's
     python -m handlers.users passwd NAME [--password-stdin]
     python -m handlers.users remove NAME
     python -m handlers.users list
+    python -m handlers.users init     (first start: creates `admin` if nobody can sign in)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from handlers.database import (
 )
 from handlers.settings import SettingsError, load_settings
 
+FIRST_USER = "admin"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -202,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
         "remove", help="stop a user signing in (their history is kept)"
     ).add_argument("name")
     commands.add_parser("list", help="list users who can sign in with a password")
+    commands.add_parser(
+        "init", help=f"if no user exists yet, create '{FIRST_USER}' with a random password and print it"
+    )
     return parser
 
 
@@ -210,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         url = database_url(load_settings())
         password = _read_password(args) if args.command in ("add", "passwd") else ""
-        print(asyncio.run(_run(args, url, password)))
+        if report := asyncio.run(_run(args, url, password)):
+            print(report)
     except (AccountError, SettingsError, DatabaseUrlError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -246,9 +252,25 @@ async def _run(args: argparse.Namespace, url: str, password: str) -> str:
         if args.command == "remove":
             await store.remove(args.name)
             return f"removed {args.name}; their chat history is kept"
+        if args.command == "init":
+            return await _first_user(store)
         return _table(await store.accounts())
     finally:
         await engine.dispose()
+
+
+async def _first_user(store: UserStore) -> str:
+    """The quick start's way in: a fresh install has nobody who can sign in, so the
+    first start creates an administrator and shows the password once."""
+    if await store.accounts():
+        return ""
+    password = secrets.token_urlsafe(12)
+    await store.add(FIRST_USER, password)
+    return (
+        f"Created the first user — sign in with:\n  name:     {FIRST_USER}\n  password: {password}\n"
+        f"Change it with `python -m handlers.users passwd {FIRST_USER}`; "
+        "add people with `python -m handlers.users add NAME`."
+    )
 
 
 def _table(accounts: list[Credential]) -> str:

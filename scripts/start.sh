@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/python -m handlers.users init   # a fresh install: creates `admin` and shows its password once
 exec .venv/bin/chainlit run chainlit_app.py --headless --host "${HOST:-127.0.0.1}" --port "${PORT:-8001}"

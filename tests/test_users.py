@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import os
 import sys
 from pathlib import Path
@@ -186,6 +187,15 @@ async def test_a_script_manages_users_through_the_cli(db_url: str, tmp_path: Pat
     )
     assert await run_cli(db_url, tmp_path, "remove", "alice") == (1, "", "error: no user 'alice'\n")
     assert await run_cli(db_url, tmp_path, "list") == (0, "no password users\n", "")
+
+
+async def test_the_first_start_creates_an_admin_once(db_url: str, tmp_path: Path, engine) -> None:
+    code, out, err = await run_cli(db_url, tmp_path, "init")
+    assert code == 0 and err == ""
+    password = re.search(r"password: (\S+)", out).group(1)
+    assert await UserStore(engine).verify("admin", password)
+    assert await run_cli(db_url, tmp_path, "init") == (0, "", "")  # someone exists: nothing to do
+    assert await UserStore(engine).verify("admin", password)
 
 
 async def test_the_cli_reports_usage_mistakes_with_exit_code_1(db_url: str, tmp_path: Path) -> None:
