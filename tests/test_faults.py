@@ -1,0 +1,215 @@
+"""Faults of the model server and of the browser, through the app's Chainlit callbacks.
+
+Every scenario is a conversation: a normal exchange, then the fault, then a
+question that must be answered normally. Each checks the same three things:
+nothing crashes (the callback returns), nothing already said is lost (it is
+still on screen and still in the history sent to the model), and the chat goes
+on. Single error messages are covered in test_app.py; this suite is about
+getting through the fault.
+
+The browser really closing mid-answer is also proven in a browser, in
+tests/e2e/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import chainlit.data
+import chainlit.socket
+import pytest
+from chainlit.config import config as chainlit_config
+from PIL import Image
+
+import chainlit_app
+from handlers.i18n import translate
+from handlers.llm import CONNECT_TIMEOUT
+from handlers.sessions import ChatRegistry
+from tests.chainlit_harness import ChatHarness
+from tests.fake_vllm import FakeVLLM, count_images
+
+FIRST_ANSWER = "A red square on a white background."
+LONG_REPLY = " ".join(f"w{n}" for n in range(1, 301))  # 300 tokens: 15 s at 0.05 s a token
+
+
+@pytest.fixture
+async def start_app(
+    fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Callable]:
+    """Start the app against the fake, with its own data folder and no chats
+    left from other tests; keyword arguments set more environment variables."""
+
+    async def start(**env: str) -> None:
+        settings = {
+            "VLLM_BASE_URL": fake_vllm.base_url, "VLLM_CONNECT_RETRIES": "2", "DATA_DIR": str(tmp_path / "data"),
+            **env,
+        }
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(chainlit_app, "_chats", ChatRegistry())
+        monkeypatch.setattr(chainlit.data, "_data_layer", None)
+        monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
+        await chainlit_app.on_app_startup()
+
+    yield start
+    await chainlit_app.on_app_shutdown()
+
+
+@pytest.fixture
+async def chat(start_app: Callable[..., Awaitable[None]], fake_vllm: FakeVLLM, tmp_path: Path) -> ChatHarness:
+    """A chat that has already had one normal exchange about a photo."""
+    await start_app()
+    harness = ChatHarness()
+    await harness.start()
+    photo = tmp_path / "square.jpg"
+    Image.new("RGB", (640, 480), "red").save(photo, "JPEG")
+    fake_vllm.reply = FIRST_ANSWER
+    await harness.send("What is this?", [photo])
+    assert harness.texts() == [FIRST_ANSWER]
+    return harness
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+async def answers_normally(chat: ChatHarness, fake: FakeVLLM, question: str = "Are you there?") -> dict:
+    """Ask a question that must get a normal answer; returns the request the model server got."""
+    fake.reply, fake.token_delay, fake.ttft = "Yes, carrying on.", 0.0, 0.0
+    await chat.send(question)
+    assert chat.last_text() == "Yes, carrying on."
+    return fake.requests[-1]
+
+
+def assert_first_exchange_kept(chat: ChatHarness, request: dict) -> None:
+    """The first exchange is still on screen and still in what the model is sent, photo included."""
+    assert chat.texts()[0] == FIRST_ANSWER
+    history = request["messages"]
+    assert history[2] == {"role": "assistant", "content": FIRST_ANSWER}
+    assert count_images(history) == 1
+
+
+def answer_text(request: dict, turn: int) -> str:
+    """The remembered assistant text of the `turn`-th answer (1-based) in a request."""
+    return [m["content"] for m in request["messages"] if m["role"] == "assistant"][turn - 1]
+
+
+async def test_model_server_killed_mid_answer_and_restarted(chat, fake_vllm):
+    fake_vllm.reply, fake_vllm.token_delay = LONG_REPLY, 0.05
+    answering = asyncio.create_task(chat.send("Tell me everything."))
+    await eventually(lambda: chat.last_text().startswith("w1 w2 w3"), "the answer is streaming")
+    await asyncio.to_thread(fake_vllm.go_down)  # vLLM killed mid-answer
+    await answering  # the callback itself does not fail
+
+    shown = chat.last_text()
+    lost = translate("error.stream_interrupted", "en-US", url=fake_vllm.base_url)
+    partial, _, note = shown.partition("\n\n---\n")
+    assert LONG_REPLY.startswith(partial) and len(partial) < len(LONG_REPLY)
+    assert lost in note
+    await eventually(lambda: fake_vllm.streams_aborted == 1, "the fake counts the cut stream")
+
+    await asyncio.to_thread(fake_vllm.come_up)
+    request = await answers_normally(chat, fake_vllm)
+    assert_first_exchange_kept(chat, request)
+    assert chat.texts()[1] == shown
+    assert answer_text(request, 2) == partial
+
+
+async def test_a_slow_first_token_is_waited_for(chat, fake_vllm):
+    """vLLM can take long before the first token (a queue, a big prompt): slower
+    than the connect timeout is no failure."""
+    fake_vllm.reply, fake_vllm.ttft = "Sorry, I was busy.", CONNECT_TIMEOUT + 1
+    await chat.send("Still there?")
+    assert chat.last_text() == "Sorry, I was busy."
+    assert len(chat.texts()) == 2 and len(fake_vllm.requests) == 2
+
+
+async def test_a_rotated_api_key_is_explained_and_not_retried(start_app, fake_vllm, tmp_path):
+    await start_app(VLLM_API_KEY="key-1")
+    fake_vllm.api_key = "key-1"
+    chat = ChatHarness()
+    await chat.start()
+    fake_vllm.reply = FIRST_ANSWER
+    await chat.send("Hello")
+    fake_vllm.api_key = "key-2"  # the server was restarted with a new key
+
+    await chat.send("Hello again")
+    error = chat.visible_messages()[-1]
+    assert error["isError"]
+    assert fake_vllm.base_url in error["output"] and "VLLM_API_KEY" in error["output"]
+    assert len(fake_vllm.requests) == 2  # a wrong key is not tried again
+
+    fake_vllm.api_key = "key-1"  # the rotation is undone
+    request = await answers_normally(chat, fake_vllm)
+    assert chat.texts()[0] == FIRST_ANSWER
+    assert answer_text(request, 1) == FIRST_ANSWER
+
+
+async def test_a_burst_of_503_is_retried_without_the_person_noticing(chat, fake_vllm):
+    fake_vllm.fail_next(503, times=2)  # VLLM_CONNECT_RETRIES=2: the third try gets through
+    request = await answers_normally(chat, fake_vllm)
+    assert len(chat.texts()) == 2  # no error shown, just the answer
+    first, *retries = fake_vllm.requests[1:]
+    assert len(retries) == 2 and all(retry == first for retry in retries)  # the same request, resent
+    assert_first_exchange_kept(chat, request)
+
+
+async def test_a_burst_of_500_is_reported_each_time_then_the_chat_recovers(chat, fake_vllm):
+    fake_vllm.fail_next(500, times=5)
+    status_500 = translate("error.model_server_error", "en-US", status=500, url=fake_vllm.base_url)
+    for n in range(5):
+        await chat.send(f"Try {n}")
+        assert chat.last_text() == status_500
+        assert chat.visible_messages()[-1]["isError"]
+    assert len(fake_vllm.requests) == 1 + 5  # a 500 is not retried: the server is not hammered
+
+    request = await answers_normally(chat, fake_vllm)
+    assert_first_exchange_kept(chat, request)
+    assert chat.texts()[1:6] == [status_500] * 5
+
+
+async def test_an_error_event_mid_answer_keeps_the_partial_answer(chat, fake_vllm):
+    fake_vllm.reply = "The square is red and it sits on a white page."
+    fake_vllm.error_event_after(4, message="CUDA out of memory")
+    await chat.send("Describe it in detail.")
+
+    partial, _, note = chat.last_text().partition("\n\n---\n")
+    assert partial == "The square is red "
+    assert "CUDA out of memory" in note
+    await eventually(lambda: fake_vllm.streams_completed == 2, "the fake counts the stream as written to the end")
+    assert fake_vllm.streams_aborted == 0
+
+    request = await answers_normally(chat, fake_vllm)
+    assert_first_exchange_kept(chat, request)
+    assert answer_text(request, 2) == partial
+
+
+async def test_a_browser_that_disconnects_mid_answer_cancels_the_model_request(
+    chat, fake_vllm, monkeypatch
+):
+    """Through Chainlit's own socket `disconnect` handler, as when a tab is closed."""
+    monkeypatch.setattr(chainlit_config.project, "session_timeout", 0)  # Chainlit clears the session at once
+    fake_vllm.reply, fake_vllm.token_delay = LONG_REPLY, 0.05
+    message = chat.message("Tell me everything.")
+    answering = asyncio.create_task(chainlit_app.on_message(message))
+    chat.session.current_task = answering  # as Chainlit's process_message does
+    await eventually(lambda: chat.last_text().startswith("w1 w2 w3"), "the answer is streaming")
+
+    await chainlit.socket.disconnect(chat.session.socket_id)
+    await eventually(
+        lambda: fake_vllm.open_streams == 0 and fake_vllm.streams_aborted == 1,
+        "the model request is cancelled",
+        timeout=5,
+    )
+    assert answering.cancelled()
+    assert fake_vllm.streams_completed == 1  # only the first exchange
+
+    other = ChatHarness()
+    await other.start()
+    await answers_normally(other, fake_vllm)
