@@ -172,9 +172,14 @@ async def _offer_tools(chat: ChatSession) -> None:
 
 
 async def _send_notice(notice: Notice, language: str) -> None:
+    """A notice, with the images it is about (e.g. the frames sampled from a video)."""
     text = translate(notice.key, language, **notice.params)
     prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-    await cl.Message(content=prefix + text, metadata={"kind": "notice"}).send()
+    images = [
+        cl.Image(content=part.image.data, mime=part.image.mime, name=part.label or part.image.name, display="inline")
+        for part in notice.images
+    ]
+    await cl.Message(content=prefix + text, elements=images, metadata={"kind": "notice"}).send()
 
 
 async def _send_failure(answer: cl.Message, error: UserFacingError, language: str) -> None:

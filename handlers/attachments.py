@@ -1,9 +1,15 @@
-"""Every file attached to a message, turned into images the model can see.
+"""Everything attached to a message, turned into images the model can see.
 
-Owns: dispatching each upload by its content (never its name or the browser's
-MIME type), preparing all of them concurrently in worker threads, and keeping
-one bad file from spoiling the rest of the message: each refusal comes back as
-an `InvalidAttachment` beside the images that worked.
+Owns: recognising each upload by its content (never its name or the
+browser's MIME type) — PDF, video or image — sharing the message's image
+budget between them, fetching image links found in the text, and preparing
+everything concurrently in worker threads. One bad file never spoils the
+rest: each refusal comes back as an `InvalidAttachment` beside the images
+that worked, and videos and PDFs come back with a note saying what was taken.
+
+Budget: each image costs one of the message's `max_images`; videos and PDFs
+share what is left (a video becomes frames or contact sheets, a PDF pages).
+Files past the budget are not even opened.
 """
 
 from __future__ import annotations
@@ -11,14 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from handlers.conversation import ImagePart
+from handlers.documents import looks_like_pdf, prepare_pdf
 from handlers.errors import InvalidAttachment
-from handlers.images import prepare_file
+from handlers.images import prepare_file, prepare_image
+from handlers.links import fetch_link
+from handlers.media import MediaBundle
+from handlers.video import looks_like_video, prepare_video
 
 log = logging.getLogger(__name__)
+
+LINK_TIMEOUT_SECONDS = 15.0
+Kind = Literal["image", "video", "pdf"]
 
 
 @dataclass(frozen=True)
@@ -29,25 +43,142 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class Limits:
+    max_images: int
+    max_image_bytes: int
+    max_media_bytes: int  # videos and PDFs
+    max_video_seconds: float
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the person asked for beyond the files: PDF pages, tiling for OCR."""
+
+    pages: list[int] | None = None
+    tile: bool = False
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A video or PDF and the images it became (shown to the person too)."""
+
+    bundle: MediaBundle
     parts: tuple[ImagePart, ...]
-    refused: tuple[InvalidAttachment, ...]
 
 
-async def prepare_uploads(uploads: Sequence[Upload], *, max_bytes: int) -> Prepared:
+@dataclass
+class Prepared:
+    parts: list[ImagePart] = field(default_factory=list)
+    refused: list[InvalidAttachment] = field(default_factory=list)
+    sampled: list[Sampled] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # names past the budget
+
+
+async def prepare_uploads(uploads: Sequence[Upload], limits: Limits, options: Options) -> Prepared:
     """Prepare every upload at once, keeping the person's order."""
-    results = await asyncio.gather(*(_prepare_one(u, max_bytes) for u in uploads))
-    parts = tuple(part for result in results for part in result if isinstance(part, ImagePart))
-    refused = tuple(r for result in results for r in result if isinstance(r, InvalidAttachment))
-    return Prepared(parts, refused)
+    considered, prepared = uploads[: limits.max_images], Prepared()
+    prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
+    kinds = await asyncio.gather(*(asyncio.to_thread(_kind, u.path) for u in considered))
+    shares = _media_shares(kinds, limits.max_images)
+    results = await asyncio.gather(
+        *(_prepare_one(u, k, s, limits, options) for u, k, s in zip(considered, kinds, shares))
+    )
+    for result in results:
+        _collect(prepared, result)
+    return prepared
 
 
-async def _prepare_one(upload: Upload, max_bytes: int) -> list[ImagePart | InvalidAttachment]:
+async def prepare_links(
+    links: Sequence[str], key_prefix: str, *, budget: int, max_bytes: int
+) -> Prepared:
+    """Fetch image links (the app does, never vLLM) within the images left in the budget."""
+    prepared = Prepared(left_out=list(links[budget:]))
+    results = await asyncio.gather(
+        *(_fetch_one(f"{key_prefix}:link{n}", link, max_bytes) for n, link in enumerate(links[:budget]))
+    )
+    for result in results:
+        _collect(prepared, result)
+    return prepared
+
+
+def _kind(path: Path) -> Kind:
+    with path.open("rb") as file:
+        head = file.read(1024)
+    if looks_like_pdf(head):
+        return "pdf"
+    if looks_like_video(path):
+        return "video"
+    return "image"  # the image path refuses everything it cannot decode, naming the formats
+
+
+def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
+    """Images take one each; videos and PDFs split the rest, earlier ones first."""
+    media = [n for n, kind in enumerate(kinds) if kind != "image"]
+    shares = [1] * len(kinds)
+    left = max_images - (len(kinds) - len(media))
+    for position, index in enumerate(media):
+        shares[index] = left // len(media) + (1 if position < left % len(media) else 0)
+    return shares
+
+
+async def _prepare_one(
+    upload: Upload, kind: Kind, share: int, limits: Limits, options: Options
+) -> ImagePart | Sampled | InvalidAttachment:
     try:
-        image = await prepare_file(upload.name, upload.path, max_bytes=max_bytes)
+        if kind == "image":
+            image = await prepare_file(upload.name, upload.path, max_bytes=limits.max_image_bytes)
+            return ImagePart(upload.key, image)
+        if share < 1:
+            return InvalidAttachment("attachment.no_room", name=upload.name, limit=limits.max_images)
+        if kind == "video":
+            bundle = await prepare_video(
+                upload.name, upload.path, max_images=share,
+                max_bytes=limits.max_media_bytes, max_duration_s=limits.max_video_seconds,
+            )
+        else:
+            bundle = await prepare_pdf(
+                upload.name, upload.path, pages=options.pages, max_images=share,
+                tile=options.tile, max_bytes=limits.max_media_bytes,
+            )
+        return Sampled(bundle, _bundle_parts(upload.key, bundle))
     except InvalidAttachment as refusal:
-        return [refusal]
+        return refusal
     except OSError:
         log.exception("could not read upload %s", upload.path)
-        return [InvalidAttachment("attachment.unreadable", name=upload.name)]
-    return [ImagePart(upload.key, image)]
+        return InvalidAttachment("attachment.unreadable", name=upload.name)
+
+
+async def _fetch_one(key: str, link: str, max_bytes: int) -> ImagePart | InvalidAttachment:
+    try:
+        name, body = await fetch_link(link, max_bytes=max_bytes, timeout=LINK_TIMEOUT_SECONDS)
+        image = await asyncio.to_thread(prepare_image, name, body, max_bytes=max_bytes)
+    except InvalidAttachment as refusal:
+        return refusal
+    return ImagePart(key, image)
+
+
+def source_key(part: ImagePart) -> str:
+    """The upload a part came from: a video's frames share their file's key."""
+    return part.key.split("#", 1)[0]
+
+
+def _collect(prepared: Prepared, result: ImagePart | Sampled | InvalidAttachment) -> None:
+    if isinstance(result, ImagePart):
+        prepared.parts.append(result)
+    elif isinstance(result, InvalidAttachment):
+        prepared.refused.append(result)
+    else:
+        prepared.sampled.append(result)
+        prepared.parts.extend(result.parts)
+
+
+def _bundle_parts(upload_key: str, bundle: MediaBundle) -> tuple[ImagePart, ...]:
+    """A video's frames or a PDF's pages, each said to the model with its source."""
+    return tuple(
+        ImagePart(
+            key=f"{upload_key}#{n}",
+            image=item.image,
+            label=f"{bundle.source_name}, {item.label}" if item.label else bundle.source_name,
+        )
+        for n, item in enumerate(bundle.images)
+    )

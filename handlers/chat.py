@@ -17,11 +17,21 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from handlers.attachments import Upload, prepare_uploads
+from handlers.attachments import (
+    Limits,
+    Options,
+    Prepared,
+    Upload,
+    prepare_links,
+    prepare_uploads,
+    source_key,
+)
 from handlers.conversation import Conversation, ImagePart, Turn
+from handlers.documents import parse_page_request
 from handlers.errors import ModelRejected, PromptTooLong
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
+from handlers.links import find_image_links
 from handlers.llm import ModelClient, StreamResult
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
 from handlers.settings import Settings
@@ -33,6 +43,7 @@ class Notice:
     key: str
     params: dict[str, Any] = field(default_factory=dict)
     level: Literal["info", "warning"] = "info"
+    images: tuple[ImagePart, ...] = ()  # e.g. the frames sampled from a video, to show
 
 
 @dataclass(frozen=True)
@@ -86,22 +97,26 @@ class Assistant:
     async def _images_for(
         self, incoming: Incoming, edited: Turn | None
     ) -> tuple[tuple[ImagePart, ...], list[Notice]]:
-        """The message's images; an edited message keeps the images it had.
-
-        Only the first `max_images_per_request` files are even opened: Chainlit
-        does not enforce `max_files` on the server, and vLLM would refuse more.
-        """
+        """The message's images, from its files and image links; an edited message
+        keeps the images it had."""
         reused = edited.images if edited else ()
-        if reused and {p.key for p in reused} == {u.key for u in incoming.uploads}:
+        if reused and {source_key(p) for p in reused} == {u.key for u in incoming.uploads}:
             return reused, []
-        limit = self.settings.max_images_per_request
-        considered, left_out = incoming.uploads[:limit], incoming.uploads[limit:]
-        prepared = await prepare_uploads(considered, max_bytes=self.settings.max_upload_bytes)
-        notices = [Notice(r.key, r.params, "warning") for r in prepared.refused]
-        if left_out:
-            names = ", ".join(upload.name for upload in left_out)
-            notices.append(Notice("notice.too_many_images", {"limit": limit, "names": names}, "warning"))
-        return prepared.parts[:limit], notices
+        limits, options = self._limits(), _options_for(incoming)
+        files = await prepare_uploads(incoming.uploads, limits, options)
+        links = await prepare_links(
+            find_image_links(incoming.text), incoming.id,
+            budget=limits.max_images - len(files.parts), max_bytes=limits.max_image_bytes,
+        )
+        return tuple(files.parts + links.parts), _attachment_notices(files, links, limits.max_images)
+
+    def _limits(self) -> Limits:
+        return Limits(
+            max_images=self.settings.max_images_per_request,
+            max_image_bytes=self.settings.max_upload_bytes,
+            max_media_bytes=self.settings.max_media_mb * 1024 * 1024,
+            max_video_seconds=self.settings.max_video_seconds,
+        )
 
     def _build_request(self, chat: ChatSession):
         ui_language = LANGUAGE_NAMES["zh" if is_chinese(chat.ui_language) else "en"]
@@ -148,6 +163,22 @@ def compose_question(text: str, command: str | None, *, has_images: bool) -> str
     if not text and has_images:
         return preset_instruction("describe")
     return text
+
+
+def _options_for(incoming: Incoming) -> Options:
+    """Pages named in the question ("pages 2-4", "第3页"); tiles when reading small print."""
+    return Options(pages=parse_page_request(incoming.text), tile=incoming.command == "read")
+
+
+def _attachment_notices(files: Prepared, links: Prepared, limit: int) -> list[Notice]:
+    notices = [Notice(r.key, r.params, "warning") for r in files.refused + links.refused]
+    for sampled in files.sampled:
+        notices.append(Notice(sampled.bundle.note_key, sampled.bundle.note_params, images=sampled.parts))
+    if left_out := files.left_out + links.left_out:
+        notices.append(
+            Notice("notice.too_many_images", {"limit": limit, "names": ", ".join(left_out)}, "warning")
+        )
+    return notices
 
 
 def _view_notices(hidden: tuple[str, ...], dropped: int) -> list[Notice]:

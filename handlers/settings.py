@@ -40,6 +40,8 @@ class Settings:
     max_model_len: int = 65536
     max_tokens: int = 1024
     max_upload_mb: int = 20
+    max_media_mb: int = 200
+    max_video_seconds: int = 3600
     request_timeout: float = 300.0
     connect_retries: int = 3
     temperature: float = 0.3
@@ -71,6 +73,8 @@ def load_settings(
         max_model_len=source.get("MAX_MODEL_LEN", _positive_int, 65536),
         max_tokens=source.get("MAX_TOKENS", _positive_int, 1024),
         max_upload_mb=source.get("MAX_UPLOAD_MB", _positive_int, 20),
+        max_media_mb=source.get("MAX_MEDIA_MB", _positive_int, 200),
+        max_video_seconds=source.get("MAX_VIDEO_SECONDS", _positive_int, 3600),
         request_timeout=source.get("VLLM_TIMEOUT", _positive_float, 300.0),
         connect_retries=source.get("VLLM_CONNECT_RETRIES", _non_negative_int, 3),
         temperature=source.get("TEMPERATURE", _temperature, 0.3),

@@ -48,5 +48,38 @@ def settings_for(fake_vllm: FakeVLLM):
     return make
 
 
+@pytest.fixture
+async def start_app(fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Start (or restart) the app's services against the fake, with their own data
+    folder and no chats left from other tests; keywords set environment variables."""
+    import chainlit.data
+
+    import chainlit_app
+    from handlers.sessions import ChatRegistry
+    from tests.app_helpers import settle
+
+    started = False
+
+    async def start(**environ: str) -> None:
+        nonlocal started
+        if started:
+            await settle()
+            await chainlit_app.on_app_shutdown()
+        defaults = {"VLLM_BASE_URL": fake_vllm.base_url, "VLLM_CONNECT_RETRIES": "1"}
+        for name, value in {**defaults, "DATA_DIR": str(tmp_path / "data"), **environ}.items():
+            monkeypatch.setenv(name, value)
+        if not started:
+            monkeypatch.setattr(chainlit_app, "_chats", ChatRegistry())
+        monkeypatch.setattr(chainlit.data, "_data_layer", None)
+        monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
+        await chainlit_app.on_app_startup()
+        started = True
+
+    yield start
+    if started:
+        await settle()
+        await chainlit_app.on_app_shutdown()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("CHAINLIT_APP_ROOT", os.path.dirname(os.path.dirname(__file__)))

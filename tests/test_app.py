@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
-import io
-from pathlib import Path
 
 import chainlit as cl
-import chainlit.data
 import pytest
-from PIL import Image
 
 import chainlit_app
-from handlers.sessions import ChatRegistry
+from tests.app_helpers import photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
 from tests.fake_vllm import FakeVLLM
 
 
 @pytest.fixture
-async def app(fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    monkeypatch.setenv("VLLM_BASE_URL", fake_vllm.base_url)
-    monkeypatch.setenv("VLLM_CONNECT_RETRIES", "1")
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(chainlit_app, "_chats", ChatRegistry())
-    monkeypatch.setattr(chainlit.data, "_data_layer", None)
-    monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
-    await chainlit_app.on_app_startup()
-    yield fake_vllm
-    await settle()
-    await chainlit_app.on_app_shutdown()
-
-
-async def restart_app(monkeypatch: pytest.MonkeyPatch, **environ: str) -> None:
-    """Stop and start the app's services again, e.g. with other settings."""
-    await settle()
-    await chainlit_app.on_app_shutdown()
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(chainlit.data, "_data_layer", None)
-    monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
-    await chainlit_app.on_app_startup()
+async def app(start_app, fake_vllm: FakeVLLM) -> FakeVLLM:
+    await start_app()
+    return fake_vllm
 
 
 @pytest.fixture
@@ -49,33 +25,6 @@ async def chat(app) -> ChatHarness:
     harness = ChatHarness()
     await harness.start()
     return harness
-
-
-def photo(tmp_path: Path, name: str, size=(2000, 1500), colour="red") -> Path:
-    path = tmp_path / name
-    Image.new("RGB", size, colour).save(path, "JPEG")
-    return path
-
-
-def sent_images(request: dict) -> list[Image.Image]:
-    images = []
-    for message in request["messages"]:
-        for part in message["content"] if isinstance(message["content"], list) else []:
-            if part["type"] == "image_url":
-                payload = part["image_url"]["url"].split(",", 1)[1]
-                images.append(Image.open(io.BytesIO(base64.b64decode(payload))))
-    return images
-
-
-def sent_text(request: dict) -> str:
-    texts = []
-    for message in request["messages"]:
-        content = message["content"]
-        if isinstance(content, str):
-            texts.append(content)
-        else:
-            texts.extend(part["text"] for part in content if part["type"] == "text")
-    return "\n".join(texts)
 
 
 async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):
@@ -148,8 +97,8 @@ async def test_a_preset_with_no_image_asks_for_one(chat, app):
     assert "Attach" in chat.last_text()
 
 
-async def test_old_turns_are_dropped_to_fit_the_context(app, monkeypatch, tmp_path):
-    await restart_app(monkeypatch, MAX_MODEL_LEN="12000", MAX_TOKENS="500")
+async def test_old_turns_are_dropped_to_fit_the_context(app, start_app, tmp_path):
+    await start_app(MAX_MODEL_LEN="12000", MAX_TOKENS="500")
     chat = ChatHarness()
     await chat.start()
     for n in range(4):
@@ -232,8 +181,8 @@ async def test_server_errors_are_reported(chat, app):
     assert "500" in chat.last_text()
 
 
-async def test_a_timeout_is_reported(app, monkeypatch):
-    await restart_app(monkeypatch, VLLM_TIMEOUT="0.3")
+async def test_a_timeout_is_reported(app, start_app):
+    await start_app(VLLM_TIMEOUT="0.3")
     chat = ChatHarness()
     await chat.start()
     app.ttft = 1.0
@@ -314,18 +263,11 @@ async def test_a_reconnect_within_the_grace_keeps_the_conversation(chat, app, tm
     assert len(sent_images(app.requests[-1])) == 1
 
 
-async def settle() -> None:
-    """Let Chainlit's background persistence tasks finish."""
-    for _ in range(3):
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
 async def signed_in(name: str):
     return await chainlit_app.services().data_layer.create_user(cl.User(identifier=name))
 
 
-async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, monkeypatch, tmp_path):
+async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, start_app, tmp_path):
     alice = await signed_in("alice")
     chat = ChatHarness(user=alice)
     await chat.start()
@@ -334,7 +276,7 @@ async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, monkeyp
     await settle()
     thread_id = chat.session.thread_id
 
-    await restart_app(monkeypatch)
+    await start_app()
     thread = await chainlit_app.services().data_layer.get_thread(thread_id)
     assert thread["userIdentifier"] == "alice"
     resumed = ChatHarness(user=alice, thread_id=thread_id)
@@ -348,7 +290,7 @@ async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, monkeyp
     assert "What is this?" in sent_text(request)
 
 
-async def test_resume_falls_back_to_the_original_upload(app, monkeypatch, tmp_path):
+async def test_resume_falls_back_to_the_original_upload(app, start_app, tmp_path):
     alice = await signed_in("alice")
     chat = ChatHarness(user=alice)
     await chat.start()
@@ -356,7 +298,7 @@ async def test_resume_falls_back_to_the_original_upload(app, monkeypatch, tmp_pa
     await settle()
     shutil.rmtree(tmp_path / "data" / "prepared")  # e.g. history from before prepared copies
 
-    await restart_app(monkeypatch)
+    await start_app()
     thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
     resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
     await resumed.resume(thread)
@@ -364,7 +306,7 @@ async def test_resume_falls_back_to_the_original_upload(app, monkeypatch, tmp_pa
     assert len(sent_images(app.requests[-1])) == 1
 
 
-async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, monkeypatch, tmp_path):
+async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, start_app, tmp_path):
     alice = await signed_in("alice")
     chat = ChatHarness(user=alice)
     await chat.start()
@@ -375,7 +317,7 @@ async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, m
     await chat.send("Again?")
     await settle()
 
-    await restart_app(monkeypatch)
+    await start_app()
     thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
     resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
     await resumed.resume(thread)

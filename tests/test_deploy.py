@@ -239,12 +239,14 @@ def test_every_nginx_directive_is_explained_in_the_readme():
 # --- nginx ------------------------------------------------------------------
 
 
-def test_nginx_upload_limit_fits_max_upload_mb():
+def test_nginx_upload_limit_fits_the_largest_file_the_app_takes():
     [size] = re.findall(r"^\s*client_max_body_size\s+(\d+)m;", nginx_active_text(), re.M)
     chainlit = tomllib.loads((ROOT / ".chainlit/config.toml").read_text())
     max_size_mb = chainlit["features"]["spontaneous_file_upload"]["max_size_mb"]
-    assert DEFAULTS.max_upload_mb == APP_ENV_EXAMPLE.max_upload_mb == max_size_mb
-    assert DEFAULTS.max_upload_mb < int(size) <= DEFAULTS.max_upload_mb + 2
+    largest = max(DEFAULTS.max_upload_mb, DEFAULTS.max_media_mb)  # photos; videos and PDFs
+    assert DEFAULTS.max_upload_mb == APP_ENV_EXAMPLE.max_upload_mb
+    assert largest == max_size_mb
+    assert largest < int(size) <= largest + 2
 
 
 def test_nginx_passes_the_websocket_and_streams_unbuffered():

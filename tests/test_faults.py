@@ -14,10 +14,9 @@ tests/e2e/test_browser.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import chainlit.data
 import chainlit.socket
 import pytest
 from chainlit.config import config as chainlit_config
@@ -26,7 +25,6 @@ from PIL import Image
 import chainlit_app
 from handlers.i18n import translate
 from handlers.llm import CONNECT_TIMEOUT
-from handlers.sessions import ChatRegistry
 from tests.chainlit_harness import ChatHarness
 from tests.fake_vllm import FakeVLLM, count_images
 
@@ -35,32 +33,9 @@ LONG_REPLY = " ".join(f"w{n}" for n in range(1, 301))  # 300 tokens: 15 s at 0.0
 
 
 @pytest.fixture
-async def start_app(
-    fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[Callable]:
-    """Start the app against the fake, with its own data folder and no chats
-    left from other tests; keyword arguments set more environment variables."""
-
-    async def start(**env: str) -> None:
-        settings = {
-            "VLLM_BASE_URL": fake_vllm.base_url, "VLLM_CONNECT_RETRIES": "2", "DATA_DIR": str(tmp_path / "data"),
-            **env,
-        }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setattr(chainlit_app, "_chats", ChatRegistry())
-        monkeypatch.setattr(chainlit.data, "_data_layer", None)
-        monkeypatch.setattr(chainlit.data, "_data_layer_initialized", False)
-        await chainlit_app.on_app_startup()
-
-    yield start
-    await chainlit_app.on_app_shutdown()
-
-
-@pytest.fixture
 async def chat(start_app: Callable[..., Awaitable[None]], fake_vllm: FakeVLLM, tmp_path: Path) -> ChatHarness:
     """A chat that has already had one normal exchange about a photo."""
-    await start_app()
+    await start_app(VLLM_CONNECT_RETRIES="2")
     harness = ChatHarness()
     await harness.start()
     photo = tmp_path / "square.jpg"
