@@ -13,7 +13,7 @@ What is sent, by length (`plan_layout`):
     ≤ 2 min       2×2 contact sheets                       4 per sheet
     longer        3×3 contact sheets                       9 per sheet
 
-There are as many sheets as give one moment per ~10 s, but never more than
+There are as many sheets as give one moment per ~5 s, but never more than
 `max_images`, so a 10-minute clip with a budget of 4 becomes four 3×3 sheets
 (36 moments, one per ~17 s). Each sheet's longest side is ≤ 1024 px and each
 cell is stamped with its time; labels are `mm:ss` (`h:mm:ss` from an hour).
@@ -50,7 +50,7 @@ _PICTURE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx
 
 SINGLE_FRAMES_UP_TO_S = 30.0
 SMALL_SHEETS_UP_TO_S = 120.0
-SECONDS_PER_MOMENT = 10.0
+SECONDS_PER_MOMENT = 5.0  # a 40 s screen recording: 8 moments on 2 sheets
 
 
 @dataclass(frozen=True)

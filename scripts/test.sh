@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh -r requirements-dev.txt
 
 # The browser tests (tests/e2e) drive Debian's Chromium (Playwright cannot
-# download its own browser here) and need a CJK font to show Chinese.
+# download its own browser here) and need a CJK font to show Chinese; the
+# deploy tests check the reverse-proxy example with nginx -t.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q "ok installed" || missing+=(fonts-wqy-microhei)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
     log="$(mktemp)"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >"$log" 2>&1; then
@@ -17,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         exit 1
     fi
     rm -f "$log"
+fi
+
+# The team-deployment tests use the PostgreSQL server on 127.0.0.1:5432 (database
+# `test`); start it if it is installed but stopped.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
 fi
 
 exec .venv/bin/python -m pytest "$@"

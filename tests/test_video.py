@@ -191,10 +191,11 @@ async def test_longer_clip_becomes_2x2_contact_sheets(tmp_path):
                        paint=lambda t: colour_at(t, every=6))
     bundle = await prepare(path)
     assert bundle.note_key == "video.sheets"
-    assert bundle.note_params == {"name": path.name, "count": 8, "sheets": 2, "grid": "2×2",
+    assert bundle.note_params == {"name": path.name, "count": 12, "sheets": 3, "grid": "2×2",
                                   "duration": "01:00"}
-    first, second = (item.label.split("–") for item in bundle.images)
-    assert first[0] == "00:00" and second[0] == "00:30" and seconds(second[1]) >= 52
+    first, second, third = (item.label.split("–") for item in bundle.images)
+    assert first[0] == "00:00" and seconds(third[1]) >= 52
+    assert seconds(first[1]) < seconds(second[0]) <= seconds(second[1]) < seconds(third[0])
     for item in bundle.images:
         assert max(item.image.width, item.image.height) <= 1024
 
@@ -226,8 +227,9 @@ def test_layout_rule():
     assert plan_layout(0.4, 4) == Layout(1, 1)
     assert plan_layout(3, 4) == Layout(1, 3)
     assert plan_layout(30, 4) == Layout(1, 4)
-    assert plan_layout(60, 4) == Layout(2, 2)
-    assert plan_layout(120, 4) == Layout(2, 3)
+    assert plan_layout(40, 4) == Layout(2, 2)
+    assert plan_layout(60, 4) == Layout(2, 3)
+    assert plan_layout(120, 4) == Layout(2, 4)
     assert plan_layout(600, 4) == Layout(3, 4)
     assert plan_layout(7200, 2) == Layout(3, 2)
 
