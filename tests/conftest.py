@@ -10,6 +10,8 @@ import pytest
 from handlers.settings import Settings, load_settings
 from tests.fake_vllm import FakeVLLM
 
+pytest_plugins = ("tests.db_fixtures",)  # db_url (SQLite and PostgreSQL), settings, layer, …
+
 # Every variable the app (or Chainlit on its behalf) reads: none may leak in
 # from the machine running the tests.
 APP_VARIABLES = (

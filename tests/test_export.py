@@ -14,16 +14,7 @@ from chainlit.utils import utc_now
 
 from handlers import export
 from handlers.database import make_engine
-from tests.test_database import (  # noqa: F401
-    chainlit_context,
-    converse,
-    db_url,
-    layer,
-    person,
-    png_bytes,
-    settings,
-    settled,
-)
+from tests.db_fixtures import chainlit_context, converse, person, png_bytes, settled
 
 
 async def follow_up(

@@ -18,16 +18,7 @@ from starlette.routing import Match
 
 from handlers import file_routes
 from handlers.storage import URL_PREFIX, LocalStorageClient, UnsafeObjectKey, safe_key
-from tests.test_database import (  # noqa: F401
-    chainlit_context,
-    chainlit_warnings,
-    converse,
-    db_url,
-    layer,
-    person,
-    png_bytes,
-    settings,
-)
+from tests.db_fixtures import chainlit_context, converse, person, png_bytes
 
 # --- the storage client -----------------------------------------------------------
 

@@ -15,7 +15,6 @@ from sqlalchemy import insert, select
 from handlers import users
 from handlers.database import credentials, ensure_schema, make_engine
 from handlers.users import InvalidIdentifier, InvalidPassword, UnknownUser, UserExists, UserStore
-from tests.test_database import db_url  # noqa: F401
 
 PROJECT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
