@@ -83,5 +83,22 @@ async def start_app(fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_pa
         await chainlit_app.on_app_shutdown()
 
 
+@pytest.fixture
+async def app(start_app, fake_vllm: FakeVLLM) -> FakeVLLM:
+    """The app started with its defaults; the fake server it talks to."""
+    await start_app()
+    return fake_vllm
+
+
+@pytest.fixture
+async def chat(app):
+    """A new chat in a Chainlit websocket context (tests/chainlit_harness.py)."""
+    from tests.chainlit_harness import ChatHarness
+
+    harness = ChatHarness()
+    await harness.start()
+    return harness
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("CHAINLIT_APP_ROOT", os.path.dirname(os.path.dirname(__file__)))

@@ -11,20 +11,6 @@ import pytest
 import chainlit_app
 from tests.app_helpers import photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
-from tests.fake_vllm import FakeVLLM
-
-
-@pytest.fixture
-async def app(start_app, fake_vllm: FakeVLLM) -> FakeVLLM:
-    await start_app()
-    return fake_vllm
-
-
-@pytest.fixture
-async def chat(app) -> ChatHarness:
-    harness = ChatHarness()
-    await harness.start()
-    return harness
 
 
 async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):

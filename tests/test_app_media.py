@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 
 from tests.app_helpers import photo, sent_images, sent_text
 from tests.chainlit_harness import ChatHarness
-from tests.fake_vllm import FakeVLLM
 from tests.mediacorpus import flat_page, write_pdf, write_video
-
-
-@pytest.fixture
-async def app(start_app, fake_vllm: FakeVLLM) -> FakeVLLM:
-    await start_app()
-    return fake_vllm
-
-
-@pytest.fixture
-async def chat(app) -> ChatHarness:
-    harness = ChatHarness()
-    await harness.start()
-    return harness
 
 
 def shown_images(chat: ChatHarness) -> list[dict]:
