@@ -26,7 +26,7 @@ from handlers.attachments import (
     prepare_uploads,
     source_key,
 )
-from handlers.conversation import Conversation, ImagePart, Turn
+from handlers.conversation import Conversation, ImagePart, Request, Turn
 from handlers.documents import parse_page_request
 from handlers.errors import ModelRejected, PromptTooLong
 from handlers.history import PreparedStore
@@ -118,7 +118,7 @@ class Assistant:
             max_video_seconds=self.settings.max_video_seconds,
         )
 
-    def _build_request(self, chat: ChatSession):
+    def _build_request(self, chat: ChatSession) -> Request:
         ui_language = LANGUAGE_NAMES["zh" if is_chinese(chat.ui_language) else "en"]
         system = system_prompt(chat.answer_language, ui_language)
         try:
