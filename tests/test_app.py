@@ -310,3 +310,24 @@ async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, s
     await resumed.send("Go on")
     assistant_turns = [m["content"] for m in app.requests[-1]["messages"] if m["role"] == "assistant"]
     assert assistant_turns == [app.reply]
+
+
+async def test_password_sign_in_checks_the_users_table(app):
+    await chainlit_app.services().users.add("carol", "a long enough password")
+    user = await chainlit_app.password_login("carol", "a long enough password")
+    assert user is not None and user.identifier == "carol"
+    assert await chainlit_app.password_login("carol", "wrong password") is None
+    assert await chainlit_app.password_login("nobody", "a long enough password") is None
+
+
+async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkeypatch):
+    from chainlit.config import config
+
+    monkeypatch.setattr(config.code, "header_auth_callback", None)
+    await start_app()
+    assert config.code.header_auth_callback is None
+    await start_app(AUTH_TRUSTED_HEADER="X-Forwarded-User")
+    assert config.code.header_auth_callback is not None
+    user = await chainlit_app._header_login({"X-Forwarded-User": "dave"})
+    assert user is not None and user.identifier == "dave"
+    assert await chainlit_app._header_login({}) is None
