@@ -11,6 +11,7 @@ path would need OpenCV and the pixels every turn.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +39,9 @@ class TokenCounter:
 
     def __init__(self) -> None:
         self._tokenizer = MistralTokenizer.v3(is_tekken=True, is_mm=True)
+        # Turns never change once said, so their estimates are kept (a long chat is
+        # re-fitted every turn). Bounded: a few thousand small ints.
+        self.estimate = lru_cache(maxsize=4096)(self._estimate)
 
     def count(self, system: str, messages: Sequence[CountedMessage]) -> int:
         """Tokens of the whole prompt as vLLM's mistral tokenizer mode builds it."""
@@ -46,7 +50,7 @@ class TokenCounter:
         encoded = self._tokenizer.encode_chat_completion(ChatCompletionRequest(messages=chat))
         return len(encoded.tokens) + sum(message.image_tokens for message in messages)
 
-    def estimate(self, message: CountedMessage) -> int:
+    def _estimate(self, message: CountedMessage) -> int:
         """One message's cost on its own: close to its share of `count`, for choosing
         which turns to drop before one exact count confirms the choice."""
         text_tokens = sum(
