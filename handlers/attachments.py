@@ -28,6 +28,7 @@ from handlers.images import prepare_file, prepare_image
 from handlers.links import fetch_link
 from handlers.media import MediaBundle
 from handlers.video import looks_like_video, prepare_video
+from handlers.workers import run_cpu
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ async def _prepare_one(
 async def _fetch_one(key: str, link: str, max_bytes: int) -> ImagePart | InvalidAttachment:
     try:
         name, body = await fetch_link(link, max_bytes=max_bytes, timeout=LINK_TIMEOUT_SECONDS)
-        image = await asyncio.to_thread(prepare_image, name, body, max_bytes=max_bytes)
+        image = await run_cpu(prepare_image, name, body, max_bytes=max_bytes)
     except InvalidAttachment as refusal:
         return refusal
     return ImagePart(key, image)

@@ -14,7 +14,6 @@ no finaliser calls into PDFium later from another thread.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import re
@@ -29,6 +28,7 @@ from PIL import Image
 from handlers.errors import InvalidAttachment
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
+from handlers.workers import run_cpu
 
 RENDER_SIDE = 1024  # px, the longest side of each image sent
 TILE_OVERLAP = 48  # px shared by neighbouring tiles, so a line cut by the split is whole in one
@@ -88,7 +88,7 @@ async def prepare_pdf(
     Runs in a worker thread. Refuses, as `InvalidAttachment`: `pdf.too_large`,
     `pdf.encrypted`, `pdf.corrupt`, `pdf.empty`, `pdf.pages_out_of_range`.
     """
-    return await asyncio.to_thread(_prepare, name, Path(path), pages, max_images, tile, max_bytes)
+    return await run_cpu(_prepare, name, Path(path), pages, max_images, tile, max_bytes)
 
 
 def _prepare(

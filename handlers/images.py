@@ -17,7 +17,6 @@ it registers the HEIF opener and hands bomb detection to `MAX_PIXELS`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import math
@@ -28,6 +27,7 @@ import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from handlers.errors import InvalidAttachment
+from handlers.workers import run_cpu
 
 # Pillow format names we decode. Pillow's JPEG opener reports multi-picture
 # JPEGs (many phone photos carry a depth or HDR map) as "MPO"; they are JPEGs.
@@ -163,7 +163,7 @@ async def prepare_file(
 ) -> PreparedImage:
     """Prepare an uploaded file from disk in a worker thread. An oversized
     file is refused from its size on disk, without reading it."""
-    return await asyncio.to_thread(_prepare_path, name, path, max_bytes)
+    return await run_cpu(_prepare_path, name, path, max_bytes)
 
 
 def _prepare_path(name: str, path: str | os.PathLike, max_bytes: int) -> PreparedImage:

@@ -24,7 +24,6 @@ changes: see `handlers.frame_sampler`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from handlers.errors import InvalidAttachment
 from handlers.frame_sampler import Shot, sample, stream_start
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
+from handlers.workers import run_cpu
 
 VIDEO_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 FORMAT_NAMES = "MP4, MOV, WebM, MKV, AVI"  # for the person: what VIDEO_CONTAINERS means
@@ -91,7 +91,7 @@ async def prepare_video(
     `video.unsupported_format`, `video.corrupt`, `video.empty`, `video.audio_only`,
     `video.no_video_stream`, `video.too_long`.
     """
-    return await asyncio.to_thread(
+    return await run_cpu(
         _prepare, name, os.fspath(path), max_images, max_bytes, max_duration_s
     )
 
