@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,8 +42,12 @@ from handlers.database import (
     steps,
     threads,
 )
+from handlers.history import ANSWER_KIND
 from handlers.settings import SettingsError, load_settings
 
+# Chainlit 2.12's thumbs rate the `on_message` run step, the parent of the app's
+# answer and of its notices; a rating may also sit on an answer itself (the API
+# allows it). Which children are answers is in their metadata ("kind").
 _RATED = (
     select(
         steps.c.threadId.label("thread_id"),
@@ -53,18 +57,24 @@ _RATED = (
         feedbacks.c.value.label("rating"),
         feedbacks.c.comment,
         steps.c.createdAt.label("time"),
+        steps.c.metadata,
+        (steps.c.id == feedbacks.c.forId).label("rated_itself"),
     )
     .select_from(feedbacks)
-    .join(steps, steps.c.id == feedbacks.c.forId)
+    .join(steps, or_(steps.c.id == feedbacks.c.forId, steps.c.parentId == feedbacks.c.forId))
     .join(threads, threads.c.id == steps.c.threadId)
     .where(steps.c.type == "assistant_message")
     .order_by(steps.c.createdAt, steps.c.id)
 )
 
 
+def _is_rated_answer(row: Any) -> bool:
+    return bool(row["rated_itself"]) or (row["metadata"] or {}).get("kind") == ANSWER_KIND
+
+
 async def rated_answers(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rated = (await conn.execute(_RATED)).mappings().all()
+        rated = [row for row in (await conn.execute(_RATED)).mappings() if _is_rated_answer(row)]
         thread_ids = sorted({row["thread_id"] for row in rated})
         questions = await _questions(conn, thread_ids)
         images = await _images(conn, thread_ids)

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 from chainlit.message import Message
+from chainlit.step import Step
 from chainlit.types import Feedback
 from chainlit.utils import utc_now
 
@@ -36,6 +37,23 @@ async def follow_up(
         await settled(reply.send())
     await layer.upsert_feedback(Feedback(forId=reply.id, threadId=thread_id, value=rating))
     return {"question": asked.id, "answer": reply.id}
+
+
+async def rated_in_the_browser(layer, user, question: str, answer: str, rating: int) -> None:
+    """What the Chainlit 2.12 UI really rates: the `on_message` run step, the parent of
+    the app's answer (and of its notices)."""
+    thread_id = str(uuid4())
+    with chainlit_context(thread_id, user):
+        asked = Message(content=question, author=user.identifier, type="user_message")
+        await settled(asked.send())
+        await layer.update_thread(thread_id, name=question, user_id=user.id)
+        async with Step(name="on_message", type="run", parent_id=asked.id) as run:
+            notice = Message(content="ℹ️ a notice", metadata={"kind": "notice"})
+            await settled(notice.send())
+            reply = Message(content=answer, metadata={"kind": "answer"})
+            await settled(reply.send())
+        await settled(asyncio.sleep(0))
+    await layer.upsert_feedback(Feedback(forId=run.id, threadId=thread_id, value=rating))
 
 
 @pytest.fixture
@@ -91,6 +109,19 @@ async def test_one_record_per_rated_answer_with_its_question_and_images(db_url, 
     assert records[2]["question_id"] == second["question"] and records[2]["comment"] is None
     assert records[2]["images"] == [image]  # the photo the follow-up is about
     assert records[3]["thread_id"] == bobs["thread"] and records[3]["images"] == []
+
+
+async def test_a_rating_on_the_run_step_counts_for_its_answer_only(layer, db_url) -> None:
+    carol = await person(layer, "carol")
+    await rated_in_the_browser(layer, carol, "How many chairs?", "Four chairs.", rating=1)
+    engine = make_engine(db_url)
+    try:
+        records = await export.rated_answers(engine)
+    finally:
+        await engine.dispose()
+    assert [(r["question"], r["answer"], r["rating"]) for r in records] == [
+        ("How many chairs?", "Four chairs.", 1)
+    ]
 
 
 async def test_the_cli_writes_jsonl(

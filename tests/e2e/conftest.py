@@ -4,12 +4,15 @@ Owns:
 - the app: `bash scripts/start.sh` from the repo root, once per session, on a
   free port, with `VLLM_BASE_URL` pointing at a port reserved for the fake;
   its output goes to test-artifacts/e2e/app.log; it is stopped (its whole
-  process group) when the session ends;
+  process group) when the session ends. `launch_app` starts further ones, each
+  with its own data folder, people and log; an `App` can be stopped and started
+  again on the same data, as an operator restarts it;
 - the fake vLLM: a fresh `FakeVLLM` on that reserved port for every test, so
   counters, recorded requests and switches start clean while the app keeps
   running (it reconnects as it would to a restarted vLLM);
 - the browser: Debian's Chromium, once per test module; a new context (a
-  new Chainlit session) per chat, in the locale asked for;
+  new Chainlit session) per chat, in the locale asked for (`new_context` for
+  tests that drive several people or sign in themselves);
 - artifacts: each test saves its own named screenshots; a failing test also
   gets `<test>--failed-N.png` of every page it had open. Those of the last
   run only: the folder's screenshots are cleared when a run starts;
@@ -17,8 +20,8 @@ Owns:
   CLI (`python -m handlers.users add`) before it starts, signs in once through
   the login form, and every chat opens with that browser state (its cookie).
 
-Resuming an earlier chat is not covered here: its scenarios come with the
-resume work, in their own module, using `open_chat` as they are.
+Resuming an earlier chat after a restart, and who may see it, is in
+test_history.py, against an app of its own from `launch_app`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -92,22 +95,67 @@ def fake(vllm_port: int) -> Iterator[FakeVLLM]:
         server.stop()
 
 
+class App:
+    """The app as the README starts it (`bash scripts/start.sh`), with a fixed environment.
+
+    `stop` ends start.sh's whole process group; `start` again serves the same
+    DATA_DIR with the same CHAINLIT_AUTH_SECRET, so sign-in cookies stay valid.
+    Every start appends to the one log.
+    """
+
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
+        self.env, self.log = dict(env), log
+        self.url = f"http://{env['HOST']}:{env['PORT']}"
+        self._process: subprocess.Popen | None = None
+        log.write_bytes(b"")
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self._process = subprocess.Popen(
+                ["bash", "scripts/start.sh"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        _wait_until_serving(self.url, self._process, self.log)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _stop_group(self._process)
+            self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @pytest.fixture(scope="session")
-def app_url(vllm_port: int, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = _app_environment(port, f"http://127.0.0.1:{vllm_port}/v1", tmp_path_factory.mktemp("data"))
-    _add_person(env)
-    with open(artifacts / "app.log", "wb") as log:
-        process = subprocess.Popen(
-            ["bash", "scripts/start.sh"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        try:
-            _wait_until_serving(url, process, artifacts / "app.log")
-            yield url
-        finally:
-            _stop_group(process)
+def launch_app(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., App]]:
+    """Start an app: `launch_app(vllm_url, {name: password}, "app.log")`, once it serves.
+
+    Each gets a free port, a fresh DATA_DIR, its own auth secret, and the
+    people given (added with the CLI before it starts). Whatever is still
+    running when the session ends is stopped then.
+    """
+    launched: list[App] = []
+
+    def launch(vllm_url: str, people: Mapping[str, str], log_name: str) -> App:
+        env = _app_environment(_free_port(), vllm_url, tmp_path_factory.mktemp("data"))
+        for name, password in people.items():
+            _add_person(env, name, password)
+        app = App(env, artifacts / log_name)
+        launched.append(app)
+        app.start()
+        return app
+
+    try:
+        yield launch
+    finally:
+        for app in launched:
+            app.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(vllm_port: int, launch_app: Callable[..., App]) -> str:
+    return launch_app(f"http://127.0.0.1:{vllm_port}/v1", {PERSON: PASSWORD}, "app.log").url
 
 
 # Module scope, not session: while Playwright's sync API is running, its event
@@ -142,34 +190,50 @@ def signed_in(browser: Browser, app_url: str, artifacts: Path) -> StorageState |
 
 
 @pytest.fixture
-def open_chat(
-    browser: Browser, app_url: str, signed_in: StorageState | None, artifacts: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., ChatPage]]:
-    """Open a new chat, signed in, in a new browser context (a new Chainlit session).
+def new_context(
+    browser: Browser, artifacts: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BrowserContext]]:
+    """A new browser context (a new Chainlit session), closed after the test.
 
-    `open_chat(locale="zh-CN")` opens it as a browser set to Chinese would.
+    Keywords go to `Browser.new_context` (e.g. `storage_state`); the viewport
+    is the tests' own. If the test fails, each of its pages is screenshotted.
     """
     contexts: list[BrowserContext] = []
 
-    def open_(locale: str = "en-US") -> ChatPage:
+    def new(**options) -> BrowserContext:
         # Chainlit deletes the whole .files/ folder whenever any instance run from
-        # this root shuts down (e.g. someone's `chainlit run` here); uploads then
-        # fail until it exists again.
+        # this root shuts down (e.g. someone's `chainlit run` here, or a test's
+        # restart of its own app); uploads then fail until it exists again.
         (REPO / ".files").mkdir(exist_ok=True)
-        context = browser.new_context(locale=locale, viewport=VIEWPORT, storage_state=signed_in)
+        context = browser.new_context(viewport=VIEWPORT, **options)
         contexts.append(context)
-        chat = ChatPage(context.new_page(), artifacts)
-        chat.open(app_url)
-        return chat
+        return context
 
     try:
-        yield open_
+        yield new
     finally:
         for n, context in enumerate(contexts):
             if request.node.stash.get(_failed, False):
                 for page in context.pages:
                     page.screenshot(path=artifacts / f"{request.node.name}--failed-{n}.png")
             context.close()
+
+
+@pytest.fixture
+def open_chat(
+    new_context: Callable[..., BrowserContext], app_url: str, signed_in: StorageState | None, artifacts: Path
+) -> Callable[..., ChatPage]:
+    """Open a new chat, signed in, in a new browser context (a new Chainlit session).
+
+    `open_chat(locale="zh-CN")` opens it as a browser set to Chinese would.
+    """
+
+    def open_(locale: str = "en-US") -> ChatPage:
+        chat = ChatPage(new_context(locale=locale, storage_state=signed_in).new_page(), artifacts)
+        chat.open(app_url)
+        return chat
+
+    return open_
 
 
 @pytest.fixture
@@ -210,14 +274,14 @@ def _app_environment(port: int, vllm_url: str, data_dir: Path) -> dict[str, str]
     return env
 
 
-def _add_person(env: dict[str, str]) -> None:
-    """Give the test person a password, with the CLI an operator uses."""
+def _add_person(env: dict[str, str], name: str, password: str) -> None:
+    """Give a person a password, with the CLI an operator uses."""
     added = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "handlers.users", "add", PERSON, "--password-stdin"],
-        cwd=REPO, env=env, input=PASSWORD, text=True, capture_output=True,
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "handlers.users", "add", name, "--password-stdin"],
+        cwd=REPO, env=env, input=password, text=True, capture_output=True,
     )
     if added.returncode:
-        pytest.fail(f"could not add the test person:\n{added.stdout}{added.stderr}")
+        pytest.fail(f"could not add {name}:\n{added.stdout}{added.stderr}")
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:

@@ -6,8 +6,8 @@ model server (the fake's recorded requests and stream counters). Each saves a
 screenshot under test-artifacts/e2e/.
 
 Every chat is opened by a person who signed in through the login form (see
-conftest.py). Still to come with the resume work: reopening an earlier chat
-after a reload and asking about its images again.
+conftest.py). Reopening an earlier chat after a restart and asking about its
+images again, and who may see it, is in test_history.py.
 """
 
 from __future__ import annotations
