@@ -298,7 +298,8 @@ def _decode_json(raw: bytes) -> Any:
 
 
 def _encode_documents(engine: AsyncEngine) -> None:
-    """Bind dicts (and, on SQLite, lists) as JSON text; Chainlit passes some raw."""
+    """Bind dicts (and, on SQLite, lists) as JSON text, as Chainlit passes some raw;
+    and tune each SQLite connection."""
     containers: tuple[type, ...] = (dict, list) if engine.dialect.name == "sqlite" else (dict,)
 
     def encode(value: Any) -> Any:
@@ -312,3 +313,15 @@ def _encode_documents(engine: AsyncEngine) -> None:
         return statement, parameters
 
     event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute, retval=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: in WAL mode, NORMAL syncs at checkpoints rather than at every
+    commit (a power cut may lose the last messages, never the database), and Chainlit
+    commits each message on its own; writers wait for each other instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
