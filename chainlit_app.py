@@ -125,6 +125,10 @@ async def on_message(message: cl.Message) -> None:
     except UserFacingError as error:
         await _send_failure(answer, error, chat.ui_language)
         return
+    except Exception:  # a bug: logged in full, the person gets a plain apology
+        log.exception("unexpected failure while answering message %s", message.id)
+        await _send_failure(answer, UserFacingError(), chat.ui_language)
+        return
     except asyncio.CancelledError:  # the stop button: keep what was said so far
         if answer.content:
             await answer.send()

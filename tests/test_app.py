@@ -331,3 +331,15 @@ async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkey
     user = await chainlit_app._header_login({"X-Forwarded-User": "dave"})
     assert user is not None and user.identifier == "dave"
     assert await chainlit_app._header_login({}) is None
+
+
+async def test_an_unexpected_failure_is_logged_and_apologised_for(chat, app, monkeypatch, caplog):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("internal detail that must not reach the person")
+        yield  # an async generator, like the real one
+
+    monkeypatch.setattr(chainlit_app.services().assistant, "respond", broken)
+    await chat.send("hello")
+    assert "internal detail" not in chat.last_text()
+    assert "Something went wrong on our side" in chat.last_text()
+    assert "internal detail" in caplog.text
