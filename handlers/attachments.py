@@ -103,8 +103,11 @@ async def prepare_links(
 
 
 def _kind(path: Path) -> Kind:
-    with path.open("rb") as file:
-        head = file.read(1024)
+    try:
+        with path.open("rb") as file:
+            head = file.read(1024)
+    except OSError:
+        return "image"  # preparing it will fail the same way, and say so by name
     if looks_like_pdf(head):
         return "pdf"
     if looks_like_video(path):

@@ -79,3 +79,10 @@ async def test_a_link_to_an_internal_address_is_refused_and_the_question_answere
     warning = next(text for text in chat.texts() if "169.254.169.254" in text)
     assert "internal" in warning
     assert sent_images(app.requests[-1]) == [] and chat.last_text() == app.reply
+
+
+async def test_an_upload_that_vanished_is_named_and_the_rest_answered(chat, app, tmp_path):
+    gone = tmp_path / "gone.jpg"
+    await chat.send("What are these?", [gone, photo(tmp_path, "here.jpg")])
+    assert any("gone.jpg" in text and "could not be read" in text for text in chat.texts())
+    assert len(sent_images(app.requests[-1])) == 1
