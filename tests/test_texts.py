@@ -70,4 +70,5 @@ def test_every_prompt_the_code_names_exists():
 
 def test_system_prompt_carries_the_language_rule():
     assert "Simplified Chinese" in system_prompt("zh", "English")
-    assert "language of the person's latest message" in system_prompt("auto", "English")
+    assert "the language the person writes in" in system_prompt("auto", "English")
+    assert "answer in Simplified Chinese" in system_prompt("auto", "Simplified Chinese")
