@@ -28,6 +28,10 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
 def keys_used_in_code() -> set[str]:
     used = set()
     for path in [ROOT / "chainlit_app.py", *(ROOT / "handlers").glob("*.py")]:
@@ -46,8 +50,7 @@ def test_both_languages_have_the_same_keys_and_placeholders():
     english, chinese = flatten(app_strings("en-US")), flatten(app_strings("zh-CN"))
     assert english.keys() == chinese.keys()
     for key in english:
-        fields = lambda text: {name for _, name, _, _ in string.Formatter().parse(text) if name}  # noqa: E731
-        assert fields(english[key]) == fields(chinese[key]), key
+        assert placeholders(english[key]) == placeholders(chinese[key]), key
 
 
 @pytest.mark.parametrize(
