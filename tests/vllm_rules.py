@@ -1,0 +1,142 @@
+"""vLLM 0.33's request rules, as the fake server applies them: pure functions, no HTTP.
+
+Owns: vLLM's error bodies (`ApiError`), Pixtral-12B's image token cost, the
+prompt-size estimate, the image-count and context-length refusals with vLLM's
+own messages, how a reply is cut into stream chunks, and the CLI's echo reply.
+Every refusal is raised as an `ApiError` whose `body()` is what vLLM answers.
+
+Does not own: the server, its routes, the API-key check, streaming or the
+switches that make it fail (`tests.fake_vllm`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from http import HTTPStatus
+
+from PIL import Image
+
+MAX_IMAGE_SIDE = 1024  # Pixtral-12B scales larger images down to this
+PATCH_SIZE = 16
+TOKENS_PER_MESSAGE = 4  # stands in for role and control tokens; it only has to be deterministic
+
+
+class ApiError(Exception):
+    """A request vLLM would refuse; `body()` is the JSON vLLM answers with."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+    def body(self) -> dict:
+        if self.status == 401:  # vLLM's API-key middleware has its own, flat shape
+            return {"error": "Unauthorized"}
+        if self.status >= 500:
+            kind = "InternalServerError"
+        else:
+            kind = HTTPStatus(self.status).phrase.replace(" ", "") + "Error"
+        error = {"message": self.message, "type": kind, "param": self.param, "code": self.status}
+        return {"error": error}
+
+
+def image_tokens(width: int, height: int) -> int:
+    """Pixtral-12B's prompt cost of one image (1024x768 costs 3120).
+
+    Larger images are first scaled to fit 1024 px (rounding, as mistral_common does);
+    then one token per 16x16 patch plus one break token per row.
+    """
+    ratio = max(width, height) / MAX_IMAGE_SIDE
+    if ratio > 1:
+        width, height = max(round(width / ratio), 1), max(round(height / ratio), 1)
+    cols, rows = -(-width // PATCH_SIZE), -(-height // PATCH_SIZE)
+    return cols * rows + rows
+
+
+def split_words(text: str) -> list[str]:
+    """A reply's stream chunks: each word keeps its trailing spaces, so they join back to `text`."""
+    return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
+
+
+def content_parts(messages: list[dict]) -> Iterator[dict]:
+    """Every content part of every message; a plain-string content is one text part."""
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            yield {"type": "text", "text": content}
+        elif isinstance(content, list):
+            yield from content
+
+
+def count_images(messages: list[dict]) -> int:
+    """Images in the whole request: vLLM's limit counts the history too."""
+    return sum(part.get("type") == "image_url" for part in content_parts(messages))
+
+
+def prompt_tokens(messages: list[dict]) -> int:
+    """A deterministic estimate (text: len // 3 + 1 per part) with Pixtral's exact image costs.
+
+    It decodes every image, so a bad one raises ApiError here, as it would in vLLM.
+    """
+    total = TOKENS_PER_MESSAGE * len(messages)
+    for part in content_parts(messages):
+        if part.get("type") == "text":
+            total += len(part.get("text") or "") // 3 + 1
+        elif part.get("type") == "image_url":
+            total += image_tokens(*_image_size((part.get("image_url") or {}).get("url") or ""))
+    return total
+
+
+def _image_size(url: str) -> tuple[int, int]:
+    """Decode a base64 data URL fully; refuse other URLs: the app must never make vLLM fetch."""
+    if not url.startswith("data:"):
+        raise ApiError(400, f"The fake vLLM only accepts base64 data: URLs, got {url[:60]!r}.")
+    header, _, data = url.partition(",")
+    try:
+        if not header.endswith(";base64"):
+            raise ValueError("the data URL is not base64-encoded")
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as image:
+            image.load()
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(400, f"Failed to load image: {exc}") from exc
+
+
+def max_tokens_of(body: dict) -> int | None:
+    """The completion budget asked for; vLLM takes the newer field first."""
+    return body.get("max_completion_tokens") or body.get("max_tokens")
+
+
+def check_image_count(messages: list[dict], max_images: int) -> None:
+    """Refuse more images than --limit-mm-per-prompt allows, in vLLM's words."""
+    if count_images(messages) > max_images:
+        raise ApiError(
+            400, f"At most {max_images} image(s) may be provided in one prompt.", "image"
+        )
+
+
+def check_length(prompt: int, max_tokens: int, limit: int) -> int:
+    """Refuse a prompt, or prompt plus `max_tokens`, over `limit` (max_model_len); return `prompt`."""
+    if prompt >= limit:
+        raise ApiError(400, (
+            f"This model's maximum context length is {limit} tokens. However, your request "
+            f"has {prompt} input tokens. Please reduce the length of the input messages."))
+    if prompt + max_tokens > limit:
+        raise ApiError(400, (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
+            f"maximum context length is {limit} tokens and your request has {prompt} input "
+            f"tokens ({max_tokens} > {limit} - {prompt})."), "max_tokens")
+    return prompt
+
+
+def echo_reply(body: dict) -> str:
+    """The CLI's reply: it says it is the fake and what it received, to check what the app sent."""
+    messages = body.get("messages") or []
+    last_user = [m for m in messages if m.get("role") == "user"][-1:]
+    question = " ".join(p.get("text", "") for p in content_parts(last_user) if p.get("type") == "text")
+    return (
+        f"[fake vLLM] I received {count_images(messages)} image(s) in this request (history "
+        f"included) and this question: {question!r}. I am a test server, not a model."
+    )
