@@ -18,6 +18,7 @@ from chainlit.types import ThreadDict
 from handlers import file_routes, history
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
+from handlers.conversation import Conversation
 from handlers.errors import UserFacingError
 from handlers.i18n import translate
 from handlers.prompts import PRESETS
@@ -80,12 +81,7 @@ if get_configured_oauth_providers():  # Chainlit refuses the callback without a 
 
 @cl.on_chat_start
 async def on_chat_start() -> None:
-    chat = ChatSession(
-        ui_language=cl.context.session.language or "en-US",
-        answer_language=services().settings.answer_language,
-        thread_id=cl.context.session.thread_id,
-    )
-    _chats.put(cl.context.session.id, chat)
+    chat = _new_chat(cl.context.session.thread_id)
     await _offer_tools(chat)
 
 
@@ -93,18 +89,10 @@ async def on_chat_start() -> None:
 async def on_chat_resume(thread: ThreadDict) -> None:
     """Chainlit leaves `message.elements` empty on resume: rebuild what the model saw."""
     found = services()
-    chat = ChatSession(
-        ui_language=cl.context.session.language or "en-US",
-        answer_language=(cl.context.session.chat_settings or {}).get(
-            "answer_language", found.settings.answer_language
-        ),
-        thread_id=thread["id"],
-        conversation=await history.rebuild(
-            thread, found.store, found.storage.path_for, max_bytes=found.settings.max_upload_bytes
-        ),
+    conversation = await history.rebuild(
+        thread, found.store, found.storage.path_for, max_bytes=found.settings.max_upload_bytes
     )
-    _chats.put(cl.context.session.id, chat)
-    await _offer_tools(chat)
+    await _offer_tools(_new_chat(thread["id"], conversation))
 
 
 @cl.on_settings_update
@@ -153,11 +141,22 @@ async def on_chat_end() -> None:
 def _chat() -> ChatSession:
     chat = _chats.get(cl.context.session.id)
     if chat is None:  # a session that outlived its memory (e.g. past the reconnect grace)
-        chat = ChatSession(
-            ui_language=cl.context.session.language or "en-US",
-            thread_id=cl.context.session.thread_id,
-        )
-        _chats.put(cl.context.session.id, chat)
+        chat = _new_chat(cl.context.session.thread_id)
+    return chat
+
+
+def _new_chat(thread_id: str | None, conversation: Conversation | None = None) -> ChatSession:
+    """A chat for this session, remembered; its answer language is the one the person
+    chose (Chainlit keeps chat settings with the thread), else the app's default."""
+    session = cl.context.session
+    chosen = (session.chat_settings or {}).get("answer_language")
+    chat = ChatSession(
+        ui_language=session.language or "en-US",
+        answer_language=chosen or services().settings.answer_language,
+        thread_id=thread_id,
+        conversation=conversation or Conversation(),
+    )
+    _chats.put(session.id, chat)
     return chat
 
 

@@ -115,7 +115,7 @@ class Assistant:
         return Limits(
             max_images=self.settings.max_images_per_request,
             max_image_bytes=self.settings.max_upload_bytes,
-            max_media_bytes=self.settings.max_media_mb * 1024 * 1024,
+            max_media_bytes=self.settings.max_media_bytes,
             max_video_seconds=self.settings.max_video_seconds,
         )
 

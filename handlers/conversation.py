@@ -85,15 +85,15 @@ class Conversation:
     ) -> Request:
         visible = self._visible_image_keys(max_images)
         counted = [_counted(turn, visible) for turn in self.turns]
-        first = self._first_kept_turn(system, counted, counter, prompt_budget)
-        kept_turns, kept_counted = self.turns[first:], counted[first:]
+        first, prompt_tokens = self._first_kept_turn(system, counted, counter, prompt_budget)
+        kept_turns = self.turns[first:]
         hidden = self._announce_hidden(kept_turns, visible)
         dropped = max(0, first - self._announced_dropped)
         self._announced_dropped = max(self._announced_dropped, first)
         return Request(
             messages=[{"role": "system", "content": system}]
             + [_to_wire(turn, visible) for turn in kept_turns],
-            prompt_tokens=counter.count(system, kept_counted),
+            prompt_tokens=prompt_tokens,
             newly_hidden=hidden,
             newly_dropped=dropped,
         )
@@ -108,17 +108,19 @@ class Conversation:
         counted: list[CountedMessage],
         counter: TokenCounter,
         budget: int,
-    ) -> int:
-        """Index of the oldest turn that can stay: drop from the front until the
-        exact count fits. The newest turn (the current question) always stays."""
+    ) -> tuple[int, int]:
+        """Index of the oldest turn that can stay, and the prompt's exact token count
+        from there: drop from the front until the count fits. The newest turn (the
+        current question) always stays."""
         estimates = [counter.estimate(message) for message in counted]
         first, last = 0, len(counted) - 1
         while first < last and sum(estimates[first:]) > budget:
             first += 1
         while True:
             first = _skip_leading_answers(counted, first, last)
-            if counter.count(system, counted[first:]) <= budget:
-                return first
+            tokens = counter.count(system, counted[first:])
+            if tokens <= budget:
+                return first, tokens
             if first == last:
                 raise PromptTooLong(budget=budget)
             first += 1

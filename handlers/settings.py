@@ -55,6 +55,10 @@ class Settings:
         return self.max_upload_mb * 1024 * 1024
 
     @property
+    def max_media_bytes(self) -> int:
+        return self.max_media_mb * 1024 * 1024
+
+    @property
     def prompt_budget(self) -> int:
         """Tokens the prompt may use: the context minus room for the answer."""
         return self.max_model_len - self.max_tokens
