@@ -15,8 +15,11 @@ process) that waits `--ttft` before the first token and then streams
 1. the app, started as scripts/start.sh finally starts it (`chainlit run
    chainlit_app.py --headless` from the project root; start.sh itself would run
    pip first), after one warm-up chat with a photo and one without;
-2. "photos": `--users` people, each uploading the same 12 MP JPEG (4.7 MB,
-   tests/imagecorpus.py) over Chainlit's HTTP upload and asking about it;
+2. "photos": `--users` people, each dropping the same 12 MP JPEG (4.7 MB,
+   tests/imagecorpus.py) into the chat and asking about it. Their browsers
+   upload it as the app's page script shrinks it (2048 px, ~1 MB; done once,
+   before the run, as each person's own computer would); `--full-uploads`
+   uploads it whole, as a client without the script would;
 3. "stream": `--stream-users` people asking a text-only question;
 4. "direct": the same users sending the very requests the app sent in its
    warm-up (prepared 1024 px image) straight to the fake with AsyncOpenAI —
@@ -50,7 +53,8 @@ import openai
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from load_clients import AUTH_HEADER, ChainlitUser, Photo, UserResult, direct_user  # noqa: E402
+from load_clients import (  # noqa: E402
+    AUTH_HEADER, ChainlitUser, Photo, UserResult, as_the_browser_uploads, direct_user)
 from load_report import Run, machine, medians, print_goals, print_tables  # noqa: E402
 from load_servers import (  # noqa: E402
     ROOT, AppProcess, CpuMeter, FakeServer, Profiler, RssSampler, app_environment)
@@ -247,6 +251,8 @@ def parse_args() -> argparse.Namespace:
                         help="extra environment for both apps, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     parser.add_argument("--profile", action="store_true",
                         help="record the app with py-spy during its runs (bench/results/load-app-profile-*.txt)")
+    parser.add_argument("--full-uploads", action="store_true",
+                        help="upload the 12 MP photo whole, as a client without public/shrink-photos.js would")
     parser.add_argument("--json", action="store_true", help="write results to bench/results/load-*.json")
     args = parser.parse_args()
     args.app_env = dict(item.split("=", 1) for item in args.app_env)
@@ -256,11 +262,13 @@ def parse_args() -> argparse.Namespace:
 async def main() -> None:
     args = parse_args()
     expected = reply_text(args.answer_tokens)
-    photo = Photo("IMG_0001.jpg", "image/jpeg", imagecorpus.photo_jpeg(4000, 3000))
+    original = Photo("IMG_0001.jpg", "image/jpeg", imagecorpus.photo_jpeg(4000, 3000))
+    photo = original if args.full_uploads else as_the_browser_uploads(original)
+    uploaded = "as it is" if args.full_uploads else f"shrunk by the browser to {len(photo.data) / 1e6:.2f} MB"
     print(f"machine: {machine()}")
     print(f"fake model: TTFT {args.ttft} s, {args.tokens_per_s:g} tokens/s per stream, {args.answer_tokens}-token "
-          f"answers; photo 4000×3000 JPEG {len(photo.data) / 1e6:.2f} MB; users start over {args.ramp:g} s; "
-          f"{args.repeat} repetition(s)\n", flush=True)
+          f"answers; photo 4000×3000 JPEG {len(original.data) / 1e6:.2f} MB, uploaded {uploaded}; "
+          f"users start over {args.ramp:g} s; {args.repeat} repetition(s)\n", flush=True)
     fake = FakeServer(ttft=args.ttft, token_delay=1 / args.tokens_per_s, reply=expected).start()
     repeats, raw = [], []
     try:

@@ -50,7 +50,7 @@ class Run:
             "rss_before_mb": _scaled(self.rss_before, 1 / MB),
             "rss_peak_mb": _scaled(self.rss_peak, 1 / MB),
             "rss_after_mb": _scaled(self.rss_after, 1 / MB),
-            "app_cpu_ms_per_user": _scaled(self.app_cpu_s, 1000 / len(self.users)),
+            "app_cpu_ms_per_user": _scaled(self.app_cpu_s, 1000 / len(self.users)) if self.users else None,
             "others_cpu_s": self.others_cpu_s,
         }
 
