@@ -45,6 +45,11 @@ _REQUESTS = (
     re.compile(rf"(?<![a-z])(?:pages?|pp?\.)\s*({_LIST})", re.IGNORECASE),
     re.compile(rf"第\s*({_LIST})\s*页"),
 )
+# "第十二页", "第二到四页": Chinese numerals inside 第…页 are read as digits first.
+_CHINESE_PAGES = re.compile(r"第[^第页]{1,30}页")
+_CHINESE_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千]+")
+_CHINESE_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9)))
+_CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000}
 
 
 def looks_like_pdf(head: bytes) -> bool:
@@ -55,7 +60,9 @@ def looks_like_pdf(head: bytes) -> bool:
 def parse_page_request(text: str) -> list[int] | None:
     """The 1-based pages a message asks for, in the order asked, without repeats;
     None when it names no pages. Understands "page 3", "pages 2-4", "p. 2, 5",
-    "pp. 3 to 5", "第2页", "第2-4页", "第2到4页", "第2、5页"."""
+    "pp. 3 to 5", "第2页", "第2-4页", "第2到4页", "第2、5页",
+    "第十二页", "第二至四页"."""
+    text = _CHINESE_PAGES.sub(lambda m: _CHINESE_NUMBER.sub(_arabic, m.group(0)), text)
     pages: list[int] = []
     for pattern in _REQUESTS:
         for match in pattern.finditer(text):
@@ -63,6 +70,18 @@ def parse_page_request(text: str) -> list[int] | None:
                 pages.extend(_expand(part))
     unique = list(dict.fromkeys(page for page in pages if page > 0))
     return unique[:MAX_REQUESTED_PAGES] or None
+
+
+def _arabic(match: re.Match) -> str:
+    """"十二" → "12", "二十" → "20", "一百零五" → "105", "两" → "2"."""
+    total = digit = 0
+    for character in match.group(0):
+        if character in _CHINESE_UNITS:
+            total += (digit or 1) * _CHINESE_UNITS[character]
+            digit = 0
+        else:
+            digit = _CHINESE_DIGITS[character]
+    return str(total + digit)
 
 
 def _expand(part: str) -> list[int]:
