@@ -125,6 +125,20 @@ async def on_message(message: cl.Message) -> None:
         await answer.send()
 
 
+# What Chainlit 2.12's stop handler sends, in English whatever the person's language.
+CHAINLIT_STOP_TEXT = "Task manually stopped."
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    """Say Chainlit's stop message in the person's language (it has no translation key)."""
+    for message in reversed(cl.chat_context.get()):
+        if message.content == CHAINLIT_STOP_TEXT:
+            message.content = "⏹️ " + translate("notice.stopped", _chat().ui_language)
+            await message.update()
+            return
+
+
 @cl.on_chat_end
 async def on_chat_end() -> None:
     """The browser went away or started a new chat: stop generating for it

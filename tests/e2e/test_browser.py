@@ -103,6 +103,8 @@ def test_stop_keeps_the_partial_answer_and_frees_the_server(chat: ChatPage, fake
     chat.wait_for_answer("w5")
     chat.stop()
     wait_until(lambda: fake.streams_aborted == 1 and fake.open_streams == 0, "the model request is aborted")
+    expect(chat.answers.filter(has_text=translate("notice.stopped", "en-US"))).to_have_count(1)
+    expect(chat.answers.filter(has_text="Task manually stopped.")).to_have_count(0)  # Chainlit's own words
     partial = chat.answers.filter(has_text="w1")
     expect(partial).to_have_count(1)
     shown = words(partial.inner_text())
@@ -185,6 +187,15 @@ def test_a_chinese_browser_gets_the_apps_messages_in_chinese(
     chat.ask("现在呢？")
     chat.wait_for_answer(fake.reply)
     chat.wait_until_idle()
+
+    fake.reply, fake.token_delay = LONG_REPLY, 0.05
+    chat.ask("详细说说。")
+    chat.wait_for_answer("w5")
+    chat.stop()
+    stopped = translate("notice.stopped", "zh-CN")
+    assert CJK.search(stopped)
+    expect(chat.answers.filter(has_text=stopped)).to_have_count(1)
+    chat.screenshot("zh-stopped")
 
 
 def test_closing_the_browser_mid_answer_cancels_the_model_request(
