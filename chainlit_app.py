@@ -34,6 +34,14 @@ _chats = ChatRegistry()
 file_routes.register(chainlit_server)
 
 
+def _upload_arrived(name: str, path: Path) -> None:
+    if _services is not None and _services.assistant.early is not None:
+        _services.assistant.early.start(name, path)
+
+
+file_routes.register_uploads(chainlit_server, _upload_arrived)
+
+
 def services() -> Services:
     if _services is None:
         raise RuntimeError("the app has not started")

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from handlers.conversation import ImagePart
 from handlers.documents import looks_like_pdf, prepare_pdf
@@ -29,6 +29,9 @@ from handlers.links import fetch_link
 from handlers.media import MediaBundle
 from handlers.video import looks_like_video, prepare_video
 from handlers.workers import run_cpu
+
+if TYPE_CHECKING:
+    from handlers.uploads import EarlyPreparations
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +78,21 @@ class Prepared:
     left_out: list[str] = field(default_factory=list)  # names past the budget
 
 
-async def prepare_uploads(uploads: Sequence[Upload], limits: Limits, options: Options) -> Prepared:
-    """Prepare every upload at once, keeping the person's order."""
+async def prepare_uploads(
+    uploads: Sequence[Upload], limits: Limits, options: Options, early: EarlyPreparations | None = None
+) -> Prepared:
+    """Prepare every upload at once, keeping the person's order; photos whose
+    preparation began when they were uploaded (`early`) are not prepared twice."""
+    ahead = [early.take(u.path) if early else None for u in uploads]
+    for task in ahead[limits.max_images :]:
+        if task:
+            task.cancel()
     considered, prepared = uploads[: limits.max_images], Prepared()
     prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
-    kinds = await asyncio.gather(*(asyncio.to_thread(_kind, u.path) for u in considered))
+    kinds = await asyncio.gather(*(asyncio.to_thread(kind_of, u.path) for u in considered))
     shares = _media_shares(kinds, limits.max_images)
     results = await asyncio.gather(
-        *(_prepare_one(u, k, s, limits, options) for u, k, s in zip(considered, kinds, shares))
+        *(_prepare_one(*args, limits, options) for args in zip(considered, kinds, shares, ahead))
     )
     for result in results:
         _collect(prepared, result)
@@ -102,7 +112,7 @@ async def prepare_links(
     return prepared
 
 
-def _kind(path: Path) -> Kind:
+def kind_of(path: Path) -> Kind:
     try:
         with path.open("rb") as file:
             head = file.read(1024)
@@ -126,11 +136,13 @@ def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
 
 
 async def _prepare_one(
-    upload: Upload, kind: Kind, share: int, limits: Limits, options: Options
+    upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits, options: Options
 ) -> ImagePart | Sampled | InvalidAttachment:
     try:
         if kind == "image":
-            image = await prepare_file(upload.name, upload.path, max_bytes=limits.max_image_bytes)
+            image = await ahead if ahead else None
+            if image is None:
+                image = await prepare_file(upload.name, upload.path, max_bytes=limits.max_image_bytes)
             return ImagePart(upload.key, image)
         if share < 1:
             return InvalidAttachment("attachment.no_room", name=upload.name, limit=limits.max_images)

@@ -36,6 +36,7 @@ from handlers.llm import ModelClient, StreamResult
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
 from handlers.settings import Settings
 from handlers.tokens import TokenCounter
+from handlers.uploads import EarlyPreparations
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Assistant:
     client: ModelClient
     counter: TokenCounter
     store: PreparedStore | None = None
+    early: EarlyPreparations | None = None  # photos prepared as their uploads arrived
 
     async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
         conversation = chat.conversation
@@ -104,7 +106,7 @@ class Assistant:
         if reused and {source_key(p) for p in reused} == {u.key for u in incoming.uploads}:
             return reused, []
         limits, options = self._limits(), _options_for(incoming)
-        files = await prepare_uploads(incoming.uploads, limits, options)
+        files = await prepare_uploads(incoming.uploads, limits, options, self.early)
         links = await prepare_links(
             find_image_links(incoming.text), incoming.id,
             budget=limits.max_images - len(files.parts), max_bytes=limits.max_image_bytes,
@@ -194,4 +196,5 @@ def _view_notices(hidden: tuple[str, ...], dropped: int) -> list[Notice]:
 async def start_assistant(settings: Settings, store: PreparedStore | None = None) -> Assistant:
     """Build the app-wide services; the tokenizer loads in a thread (about 1 s)."""
     counter = await asyncio.to_thread(TokenCounter)
-    return Assistant(settings, ModelClient(settings), counter, store)
+    early = EarlyPreparations(settings.max_upload_bytes)
+    return Assistant(settings, ModelClient(settings), counter, store, early)

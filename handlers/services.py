@@ -30,6 +30,8 @@ class Services:
     _engine: AsyncEngine
 
     async def close(self) -> None:
+        if self.assistant.early is not None:
+            self.assistant.early.close()
         await self.assistant.client.aclose()
         await self._engine.dispose()
         await self.data_layer.engine.dispose()

@@ -1,0 +1,123 @@
+"""Photos prepared as their upload arrives (handlers/uploads.py), and the upload
+route in front of Chainlit's that starts them (handlers/file_routes.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import chainlit as cl
+import httpx
+import pytest
+from chainlit.auth import create_jwt
+from chainlit.server import app as chainlit_server
+from PIL import Image
+
+import chainlit_app
+from handlers.attachments import Limits, Options, Upload, prepare_uploads
+from handlers.errors import InvalidAttachment
+from handlers.images import PreparedImage
+from handlers.uploads import EarlyPreparations
+from tests.app_helpers import photo, sent_images, settle
+from tests.chainlit_harness import ChatHarness
+from tests.mediacorpus import flat_page, write_pdf
+
+MAX_BYTES = 20 * 1024 * 1024
+LIMITS = Limits(max_images=4, max_image_bytes=MAX_BYTES, max_media_bytes=MAX_BYTES, max_video_seconds=60)
+
+
+def is_red(image: Image.Image) -> bool:
+    red, green, blue = image.convert("RGB").getpixel((10, 10))
+    return red > 192 and green < 64 and blue < 64
+
+
+async def test_a_photo_is_prepared_in_the_background_and_handed_over_once(tmp_path: Path) -> None:
+    early = EarlyPreparations(MAX_BYTES)
+    path = photo(tmp_path, "IMG_0001.jpg", size=(4000, 3000))
+    early.start("IMG_0001.jpg", path)
+    task = early.take(path)
+    image = await task
+    assert isinstance(image, PreparedImage)
+    assert (image.name, image.width, image.height) == ("IMG_0001.jpg", 1024, 768)
+    assert early.take(path) is None and early.pending() == 0
+
+
+async def test_a_pdf_is_left_for_the_question_to_decide(tmp_path: Path) -> None:
+    early = EarlyPreparations(MAX_BYTES)
+    path = write_pdf(tmp_path / "report.pdf", [flat_page((255, 255, 255))])
+    early.start("report.pdf", path)
+    assert await early.take(path) is None
+
+
+async def test_a_broken_upload_fails_when_claimed_and_is_silent_when_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    early = EarlyPreparations(MAX_BYTES)
+    claimed, unclaimed = tmp_path / "claimed.png", tmp_path / "unclaimed.png"
+    for path in (claimed, unclaimed):
+        path.write_bytes(b"<!doctype html><html></html>")
+        early.start(path.name, path)
+    with pytest.raises(InvalidAttachment) as refusal:
+        await early.take(claimed)
+    assert refusal.value.params["name"] == "claimed.png"
+    await settle()
+    early.close()
+    await settle()
+    assert "never retrieved" not in caplog.text
+
+
+async def test_old_and_surplus_preparations_are_dropped(tmp_path: Path) -> None:
+    paths = [photo(tmp_path, f"{n}.jpg", size=(64, 48)) for n in range(3)]
+    crowded = EarlyPreparations(MAX_BYTES, capacity=2)
+    for path in paths:
+        crowded.start(path.name, path)
+    assert crowded.take(paths[0]) is None and crowded.pending() == 2
+
+    forgetful = EarlyPreparations(MAX_BYTES, ttl_s=0)
+    for path in paths:
+        forgetful.start(path.name, path)
+    assert [forgetful.take(p) is not None for p in paths] == [False, False, True]
+    await settle()
+
+
+async def test_a_message_uses_the_early_preparation_and_skips_what_is_left_out(tmp_path: Path) -> None:
+    early = EarlyPreparations(MAX_BYTES)
+    paths = [photo(tmp_path, f"{n}.jpg", colour="red") for n in range(5)]
+    for path in paths:
+        early.start(path.name, path)
+    await settle()
+    for path in paths:  # what is on disk now would look blue, had it been prepared again
+        photo(tmp_path, path.name, colour="blue")
+    uploads = [Upload(key=str(n), name=p.name, path=p) for n, p in enumerate(paths)]
+    prepared = await prepare_uploads(uploads, LIMITS, Options(), early)
+    assert [p.image.name for p in prepared.parts] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert prepared.left_out == ["4.jpg"]
+    assert all(is_red(Image.open(io.BytesIO(p.image.data))) for p in prepared.parts)  # none prepared again
+    assert early.pending() == 0
+
+
+async def test_the_upload_route_starts_the_preparation(start_app, fake_vllm, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    await start_app()
+    alice = cl.User(identifier="alice")
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.post(
+            "/project/file",
+            params={"session_id": chat.session.id},
+            files={"file": ("IMG_0002.jpg", photo(tmp_path, "IMG_0002.jpg").read_bytes(), "image/jpeg")},
+            headers={"Authorization": f"Bearer {create_jwt(alice)}"},
+        )
+    assert response.status_code == 200, response.text
+    stored = Path(chat.session.files[response.json()["id"]]["path"])
+    early = chainlit_app.services().assistant.early
+    assert early.pending() == 1
+    await settle()
+    photo(stored.parent, stored.name, colour="blue")  # later changes on disk are not what is sent
+
+    await chat.send("What colour?", [stored])
+    (image,) = sent_images(fake_vllm.requests[-1])
+    assert is_red(image)  # as uploaded
+    assert early.pending() == 0
