@@ -8,12 +8,14 @@
 // Shrunk here to 2048 px — twice what the model sees, so the app still makes
 // the final resize and its own format choice — a photo is ~10x smaller.
 //
-// Only JPEG and WebP photos larger than 2048 px are touched. PNGs are left
-// whole (screenshots: resampling here would blur the text the app keeps
-// crisp), and so is whatever this browser cannot decode (HEIC, a damaged or
-// disguised file): the app checks and refuses those itself, by their content.
-// The photo is drawn upright (EXIF orientation applied), and its metadata,
-// location included, is not uploaded.
+// Only photos larger than 2048 px are touched: JPEG and WebP, and PNGs that
+// are photos (more than a byte a pixel, e.g. a photo copied and pasted; they
+// become JPEG, on white where transparent, as the app would flatten them).
+// Screenshots and drawings are left whole, since resampling here would blur
+// the text the app keeps crisp, and so is whatever this browser cannot decode
+// (HEIC, a damaged or disguised file): the app checks and refuses those itself,
+// by their content. The photo is drawn upright (EXIF orientation applied), and
+// its metadata, location included, is not uploaded.
 //
 // How: Chainlit 2.12 uploads each attachment with XMLHttpRequest, a FormData
 // with a "file" field, POSTed to /project/file. We wrap that one request; if
@@ -22,11 +24,31 @@
   "use strict";
 
   const MAX_SIDE = 2048;
-  const QUALITY = { "image/jpeg": 0.92, "image/webp": 0.92 };
+  const QUALITY = 0.92;
+  const PHOTO_PNG_BYTES_PER_PIXEL = 1.0; // screenshots: ~0.05-0.5; photos: ~1.5-2
+  const TYPES = ["image/jpeg", "image/webp", "image/png"];
   const UPLOAD = /\/project\/file(\?|$)/;
 
+  // What the shrunk photo is saved as, or null to upload the file whole.
+  function output(file, width, height) {
+    if (file.type !== "image/png") return { type: file.type, name: file.name };
+    if (file.size / (width * height) < PHOTO_PNG_BYTES_PER_PIXEL) return null;
+    return { type: "image/jpeg", name: file.name.replace(/\.png$/i, "") + ".jpg" };
+  }
+
+  // A PNG's size from its header, to leave screenshots alone without decoding them.
+  async function pngSize(file) {
+    const head = new DataView(await file.slice(0, 24).arrayBuffer());
+    if (head.byteLength < 24 || head.getUint32(12) !== 0x49484452) return null; // "IHDR"
+    return [head.getUint32(16), head.getUint32(20)];
+  }
+
   async function shrink(file) {
-    if (!(file instanceof File) || !(file.type in QUALITY)) return null;
+    if (!(file instanceof File) || !TYPES.includes(file.type)) return null;
+    if (file.type === "image/png") {
+      const size = await pngSize(file).catch(() => null);
+      if (!size || !output(file, ...size)) return null;
+    }
     let bitmap;
     try {
       bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
@@ -35,17 +57,20 @@
     }
     try {
       const scale = MAX_SIDE / Math.max(bitmap.width, bitmap.height);
-      if (scale >= 1) return null;
+      const saved = output(file, bitmap.width, bitmap.height);
+      if (scale >= 1 || !saved) return null;
       const width = Math.max(1, Math.round(bitmap.width * scale));
       const height = Math.max(1, Math.round(bitmap.height * scale));
       const canvas = new OffscreenCanvas(width, height);
       const context = canvas.getContext("2d");
+      context.fillStyle = "#fff"; // under transparent parts, which JPEG cannot keep
+      context.fillRect(0, 0, width, height);
       context.imageSmoothingEnabled = true;
       context.imageSmoothingQuality = "high";
       context.drawImage(bitmap, 0, 0, width, height);
-      const blob = await canvas.convertToBlob({ type: file.type, quality: QUALITY[file.type] });
-      if (blob.type !== file.type || blob.size >= file.size) return null;
-      return new File([blob], file.name, { type: file.type, lastModified: file.lastModified });
+      const blob = await canvas.convertToBlob({ type: saved.type, quality: QUALITY });
+      if (blob.type !== saved.type || blob.size >= file.size) return null;
+      return new File([blob], saved.name, { type: saved.type, lastModified: file.lastModified });
     } catch {
       return null;
     } finally {
@@ -79,7 +104,7 @@
 
   XMLHttpRequest.prototype.send = function (body) {
     const file = this.shrinkPhoto && body instanceof FormData ? body.get("file") : null;
-    if (!(file instanceof File) || !(file.type in QUALITY)) return send.call(this, body);
+    if (!(file instanceof File) || !TYPES.includes(file.type)) return send.call(this, body);
     shrink(file).then((smaller) => {
       if (this.shrinkAborted || this.readyState !== XMLHttpRequest.OPENED) return;
       send.call(this, smaller ? withFile(body, smaller) : body);

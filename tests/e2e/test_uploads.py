@@ -1,7 +1,7 @@
 """What the browser uploads: public/shrink-photos.js, in Chainlit's own page.
 
-Big JPEG and WebP photos are shrunk to 2048 px before the upload; everything
-else goes byte for byte as the person chose it. Each test reads the upload
+Big JPEG and WebP photos, and PNGs that are photos, are shrunk to 2048 px
+before the upload; everything else goes byte for byte as the person chose it. Each test reads the upload
 requests on their way out of the browser (Playwright's routing) and what the
 model server finally received.
 """
@@ -77,11 +77,30 @@ def test_a_big_photo_is_shrunk_upright_before_it_is_uploaded(chat: ChatPage, fak
     assert corner_colours(model_image) == UPRIGHT
 
 
+def test_a_photo_pasted_as_png_is_uploaded_as_a_smaller_jpeg(chat: ChatPage, fake: FakeVLLM, tmp_path: Path) -> None:
+    """What the browser gives for a copied photo: a PNG of several bytes a pixel."""
+    picture = imagecorpus.photo(4000, 3000).convert("RGBA")
+    picture.paste((0, 0, 0, 0), (0, 0, 1000, 750))  # a transparent top-left corner
+    path = tmp_path / "image.png"
+    path.write_bytes(imagecorpus.encode(picture, "PNG"))
+    uploads = Uploads(chat)
+    chat.ask("What is this?", path)
+    chat.wait_for_answer(fake.reply)
+    chat.wait_until_idle()
+
+    (name,) = uploads.files
+    assert name == "image.jpg"
+    with Image.open(io.BytesIO(uploads.files[name])) as image:
+        assert (image.format, image.size) == ("JPEG", (2048, 1536))
+        assert image.convert("RGB").getpixel((100, 100)) >= (250, 250, 250)  # transparent became white
+    assert len(fake.requests) == 1
+
+
 def test_screenshots_small_photos_and_undecodable_files_go_as_they_are(
     chat: ChatPage, fake: FakeVLLM, tmp_path: Path
 ) -> None:
     files = {
-        "screen.png": imagecorpus.encode(imagecorpus.screenshot(2560, 1440), "PNG"),
+        "screen.png": imagecorpus.encode(imagecorpus.screenshot(3840, 2160), "PNG"),
         "small.jpg": imagecorpus.encode(imagecorpus.photo(1600, 1200), "JPEG", quality=90),
         "page.jpg": b"<!doctype html><html><body>Saved from a web page</body></html>",
     }
