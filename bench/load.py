@@ -29,7 +29,9 @@ process) that waits `--ttft` before the first token and then streams
 
 User i of n starts `i * ramp / n` seconds into a run (connect, upload, ask), so
 the default puts 20 people's questions within 2 s of each other while every
-answer lasts ~5 s: all of them are streaming at once.
+answer lasts ~5 s: all of them are streaming at once. Each asks the moment its
+upload is done, the worst case; `--typing S` waits S seconds in between, as a
+person typing the question would (the app prepares a photo during that time).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ async def chainlit_run(app: AppProcess, fake: FakeServer, args, count: int, phot
                        question: str, expected: str) -> Run:
     """`count` browser tabs chat at once; RSS is sampled throughout and read again after they close."""
     fake.take()
-    users = [ChainlitUser(app.url, f"load-user-{i}", tagged(question, i), photo, expected) for i in range(count)]
+    users = [ChainlitUser(app.url, f"load-user-{i}", tagged(question, i), photo, expected, args.typing)
+             for i in range(count)]
     run = Run(users=[], rss_before=app.rss())
     with RssSampler(app) as sampler, CpuMeter(app.process.pid) as cpu:
         run.users = await asyncio.gather(*(
@@ -253,6 +256,8 @@ def parse_args() -> argparse.Namespace:
                         help="record the app with py-spy during its runs (bench/results/load-app-profile-*.txt)")
     parser.add_argument("--full-uploads", action="store_true",
                         help="upload the 12 MP photo whole, as a client without public/shrink-photos.js would")
+    parser.add_argument("--typing", type=float, default=0.0,
+                        help="seconds from a photo's upload to its question (default 0, the worst case)")
     parser.add_argument("--json", action="store_true", help="write results to bench/results/load-*.json")
     args = parser.parse_args()
     args.app_env = dict(item.split("=", 1) for item in args.app_env)

@@ -82,9 +82,9 @@ def as_the_browser_uploads(photo: Photo) -> Photo:
     """What Chromium uploads for this photo with the app's page script
     (public/shrink-photos.js): a JPEG over 2048 px is turned upright and redrawn
     at 2048 px, quality 0.92. Pillow's BICUBIC at quality 92 comes within 1 % of
-    Chromium's size for the benchmark photo (982 against 978 KB, measured once with
-    tests/e2e/test_uploads.py's upload); the browser's work is done here once,
-    before the run, as each person's own computer would do it."""
+    Chromium's size for the benchmark photo (982 against 978 KB, measured once by
+    a Playwright probe like tests/e2e/test_uploads.py); the browser's work is done
+    here once, before the run, as each person's own computer would do it."""
     with Image.open(io.BytesIO(photo.data)) as image:
         upright = ImageOps.exif_transpose(image)
         scale = BROWSER_MAX_SIDE / max(upright.size)
@@ -99,9 +99,11 @@ def as_the_browser_uploads(photo: Photo) -> Photo:
 class ChainlitUser:
     """One browser tab: connect, optionally upload a photo, ask once, stay connected until `close`."""
 
-    def __init__(self, base_url: str, identity: str, question: str, photo: Photo | None, expected: str) -> None:
+    def __init__(self, base_url: str, identity: str, question: str, photo: Photo | None, expected: str,
+                 typing_s: float = 0.0) -> None:
         self.base_url, self.identity = base_url, identity
         self.question, self.photo, self.expected = question, photo, expected
+        self.typing_s = typing_s  # between the upload finishing and the question being sent
         self.session_id = str(uuid.uuid4())
         self.result = UserResult()
         self._http: aiohttp.ClientSession | None = None
@@ -124,6 +126,7 @@ class ChainlitUser:
         await self._post_json("/set-session-cookie", {"session_id": self.session_id})
         await self._connect()
         references = [{"id": await self._upload()}] if self.photo else []
+        await asyncio.sleep(self.typing_s if self.photo else 0)
         self._sent, self.result.sent_at = time.perf_counter(), time.time()
         await self._sio.emit("client_message", {"message": self._message(), "fileReferences": references})
         await self._done.wait()
