@@ -15,7 +15,7 @@ from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
-from handlers import file_routes, history
+from handlers import file_routes, history, revocation
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
@@ -52,12 +52,14 @@ def services() -> Services:
 async def on_app_startup() -> None:
     global _services
     _services = await start_services(load_settings())
+    revocation.install(_services.users.has_credential)
     if _services.settings.auth_header:
         cl.header_auth_callback(_header_login)
 
 
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
+    revocation.uninstall()
     if _services is not None:
         await _services.close()
 
@@ -111,6 +113,9 @@ async def on_settings_update(values: dict) -> None:
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     chat = _chat()
+    if await revocation.is_revoked(cl.context.session.user, services().users.has_credential):
+        await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
+        return
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
     try:
         async for item in services().assistant.respond(chat, _incoming(message)):

@@ -5,9 +5,9 @@ Hashes live in the app's own `app_credentials` table, not in Chainlit's
 returns it to the browser from `/user`, and a credential has to exist before the
 person first signs in, which is when Chainlit creates their `users` row.
 
-Removing a credential stops new sign-ins; it keeps the person's history, and a
-token already issued stays valid until it expires (Chainlit's
-`user_session_timeout`). Passwords are never logged or printed.
+Removing a credential stops new sign-ins and, through `handlers/revocation.py`,
+ends the person's sessions at their next request; it keeps their history.
+Passwords are never logged or printed.
 
     AccountError            the message is meant for the operator at the CLI
      ├── InvalidIdentifier
@@ -155,6 +155,9 @@ class UserStore:
             await self._store_hash(identifier, await asyncio.to_thread(self._hasher.hash, password))
         return True
 
+    async def has_credential(self, identifier: str) -> bool:
+        return await self._hash_of(identifier) is not None
+
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, check_password(password))
 
@@ -251,7 +254,7 @@ async def _run(args: argparse.Namespace, url: str, password: str) -> str:
             return f"changed the password of {args.name}"
         if args.command == "remove":
             await store.remove(args.name)
-            return f"removed {args.name}; their chat history is kept"
+            return f"removed {args.name}: signed out everywhere; their chat history is kept"
         if args.command == "init":
             return await _first_user(store)
         return _table(await store.accounts())

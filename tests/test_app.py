@@ -6,9 +6,15 @@ import asyncio
 import shutil
 
 import chainlit as cl
+import chainlit.auth
+import httpx
 import pytest
+from chainlit.auth import create_jwt
+from chainlit.server import app as chainlit_server
+from fastapi import HTTPException
 
 import chainlit_app
+from handlers.i18n import translate
 from tests.app_helpers import photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
 
@@ -318,6 +324,46 @@ async def test_password_sign_in_checks_the_users_table(app):
     assert user is not None and user.identifier == "carol"
     assert await chainlit_app.password_login("carol", "wrong password") is None
     assert await chainlit_app.password_login("nobody", "a long enough password") is None
+
+
+async def test_removing_a_person_ends_their_sessions_at_once(start_app, monkeypatch):
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "revocation-test-secret-" + "x" * 20)
+    await start_app()
+    users = chainlit_app.services().users
+    await users.add("bob", "a long enough password")
+    header_token = create_jwt(cl.User(identifier="carol", metadata={"provider": "header"}))
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        login = await client.post("/login", data={"username": "bob", "password": "a long enough password"})
+        assert login.status_code == 200, login.text
+        token = client.cookies["access_token"]
+        assert (await client.get("/user")).status_code == 200
+        assert (await chainlit.auth.get_current_user(token)).identifier == "bob"  # as socket.io checks
+
+        await users.remove("bob")
+        assert (await client.get("/user")).status_code == 401
+        with pytest.raises(HTTPException) as refused:
+            await chainlit.auth.get_current_user(token)
+        assert refused.value.status_code == 401
+        # Signed in by a trusted proxy: not the app's to revoke.
+        client.cookies.clear()
+        carol = await client.get("/user", headers={"Authorization": f"Bearer {header_token}"})
+        assert carol.status_code == 200
+
+
+async def test_a_tab_still_open_after_the_removal_cannot_chat(start_app, fake_vllm):
+    await start_app()
+    users = chainlit_app.services().users
+    await users.add("bob", "a long enough password")
+    tab = ChatHarness(user=cl.User(identifier="bob", metadata={"provider": "password"}))
+    await tab.start()
+    await tab.send("Hello?")
+    assert tab.last_text() == fake_vllm.reply
+
+    await users.remove("bob")
+    await tab.send("Still there?")
+    assert tab.last_text() == translate("error.signed_out", "en-US")
+    assert len(fake_vllm.requests) == 1
 
 
 async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkeypatch):

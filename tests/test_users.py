@@ -181,7 +181,7 @@ async def test_a_script_manages_users_through_the_cli(db_url: str, tmp_path: Pat
     assert code == 0 and out.startswith("alice  created ")
     assert await run_cli(db_url, tmp_path, "remove", "alice") == (
         0,
-        "removed alice; their chat history is kept\n",
+        "removed alice: signed out everywhere; their chat history is kept\n",
         "",
     )
     assert await run_cli(db_url, tmp_path, "remove", "alice") == (1, "", "error: no user 'alice'\n")
