@@ -1,5 +1,4 @@
-"""The app's HTTP routes beside Chainlit's: persisted files, served to the person
-who owns them, and uploads, handed on as they arrive.
+"""The HTTP route that serves persisted element files to the person who owns them.
 
 `LocalStorageClient` hands Chainlit URLs of the form `/files/<object key>`; this
 route answers them. A file is served only when the signed-in user (Chainlit's
@@ -13,37 +12,25 @@ imported, so a route added later with `@app.get` would never be reached:
 `register` puts this one first.
 
 The bytes are sniffed, not trusted: recognised image formats are served inline
-with their type, anything else as an `application/octet-stream` download.
-
-`register_uploads` puts a route in front of Chainlit's own upload route, on the
-same path: it runs Chainlit's unchanged, then tells the app which file arrived,
-so that a photo can be prepared while the person is still typing
-(`handlers/uploads.py`).
+with their type, HEIC and TIFF as the JPEG or PNG the app prepared from them
+(`handlers/display.py`), anything else as an `application/octet-stream` download.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable
-from pathlib import Path
 
 import filetype
 from chainlit.auth import get_current_user, reuseable_oauth
 from chainlit.data import get_data_layer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
-from chainlit.server import UserParam
-from chainlit.server import router as chainlit_router
-from chainlit.server import upload_file as chainlit_upload_file
-from chainlit.session import WebsocketSession
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response
-from fastapi.routing import APIRoute
 
+from handlers.display import rendition_for
 from handlers.storage import URL_PREFIX, LocalStorageClient, UnsafeObjectKey
 
 ROUTE_NAME = "persisted_file"
-UPLOAD_ROUTE_NAME = "upload_then_notify"
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 
 
@@ -59,33 +46,7 @@ def register(app: FastAPI) -> None:
     app.router.routes[0:0] = router.routes
 
 
-def register_uploads(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
-    """Call `arrived(name, path)` for each file Chainlit has stored from an upload."""
-    if any(getattr(route, "name", None) == UPLOAD_ROUTE_NAME for route in app.router.routes):
-        return
-    chainlit_route = next(
-        (r for r in chainlit_router.routes if isinstance(r, APIRoute) and r.endpoint is chainlit_upload_file),
-        None,
-    )
-    if chainlit_route is None:
-        raise RuntimeError("Chainlit's upload route was not found: is this Chainlit 2.12?")
-
-    async def upload(
-        current_user: UserParam, session_id: str, file: UploadFile, ask_parent_id: str | None = None
-    ) -> Response:
-        response = await chainlit_upload_file(current_user, session_id, file, ask_parent_id)
-        session = WebsocketSession.get_by_id(session_id)
-        stored = session.files.get(json.loads(response.body)["id"]) if session else None
-        if stored:
-            arrived(stored["name"], Path(stored["path"]))
-        return response
-
-    router = APIRouter()
-    router.add_api_route(chainlit_route.path, upload, methods=["POST"], name=UPLOAD_ROUTE_NAME)
-    app.router.routes[0:0] = router.routes
-
-
-async def serve_file(object_key: str, token: str | None = Depends(reuseable_oauth)) -> FileResponse:
+async def serve_file(object_key: str, token: str | None = Depends(reuseable_oauth)) -> Response:
     layer = get_data_layer()
     if not isinstance(layer, SQLAlchemyDataLayer) or not isinstance(
         layer.storage_provider, LocalStorageClient
@@ -98,6 +59,9 @@ async def serve_file(object_key: str, token: str | None = Depends(reuseable_oaut
     viewer = await _signed_in_identifier(token)
     if viewer is None or viewer != await _owner_of(layer, object_key) or not path.is_file():
         raise _not_found()
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    if shown := await rendition_for(path):
+        return Response(shown.data, media_type=shown.mime, headers=headers)
     media_type = await asyncio.to_thread(filetype.guess_mime, str(path))
     inline = media_type in INLINE_TYPES
     return FileResponse(
@@ -105,7 +69,7 @@ async def serve_file(object_key: str, token: str | None = Depends(reuseable_oaut
         media_type=media_type if inline else "application/octet-stream",
         filename=path.name,
         content_disposition_type="inline" if inline else "attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+        headers=headers,
     )
 
 

@@ -13,7 +13,10 @@ import struct
 import zlib
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageDraw, ImageFont
+
+pillow_heif.register_heif_opener()  # encode(…, "HEIF"): iPhone-style photos
 
 RED, GREEN, BLUE, WHITE = (230, 20, 20), (20, 200, 20), (20, 20, 230), (255, 255, 255)
 

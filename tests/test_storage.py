@@ -6,6 +6,7 @@ frontend route, its auth dependency) with httpx, on both databases.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import httpx
@@ -14,10 +15,12 @@ from chainlit.auth import create_jwt
 from chainlit.element import File
 from chainlit.server import app
 from chainlit.user import User
+from PIL import Image as PILImage
 from starlette.routing import Match
 
 from handlers import file_routes
 from handlers.storage import URL_PREFIX, LocalStorageClient, UnsafeObjectKey, safe_key
+from tests import imagecorpus
 from tests.db_fixtures import chainlit_context, converse, person, png_bytes
 
 # --- the storage client -----------------------------------------------------------
@@ -202,3 +205,18 @@ async def test_a_stored_file_gone_from_disk_is_not_found(layer, client, settings
     async with client:
         response = await client.get(url, headers=signed_in_as("alice"))
     assert response.status_code == 404
+
+
+async def test_a_heic_is_shown_as_the_picture_the_app_prepared(layer, client) -> None:
+    """Browsers cannot show HEIC: the owner is served a JPEG of it; the file stays as uploaded."""
+    heic = imagecorpus.encode(imagecorpus.photo(1600, 1200), "HEIF", quality=80)
+    alice = await person(layer, "alice")
+    ids = await converse(layer, alice, "What is this?", "A photo.", image=heic)
+    [element] = (await layer.get_thread(ids["thread"]))["elements"]
+    async with client:
+        response = await client.get(element["url"], headers=signed_in_as("alice"))
+        refused = await client.get(element["url"], headers=signed_in_as("mallory"))
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert PILImage.open(io.BytesIO(response.content)).size == (1024, 768)
+    assert refused.status_code == 404
+    assert layer.storage_provider.path_for(element["objectKey"]).read_bytes() == heic

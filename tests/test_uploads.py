@@ -1,5 +1,6 @@
-"""Photos prepared as their upload arrives (handlers/uploads.py), and the upload
-route in front of Chainlit's that starts them (handlers/file_routes.py)."""
+"""Photos prepared as their upload arrives (handlers/uploads.py), the routes in
+front of Chainlit's (handlers/session_files.py), and what the page is shown of
+pictures browsers cannot display (handlers/display.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from PIL import Image
 
 import chainlit_app
 from handlers.attachments import Limits, Options, Upload, prepare_uploads
+from handlers.display import rendition_for
 from handlers.errors import InvalidAttachment
 from handlers.images import PreparedImage
 from handlers.uploads import EarlyPreparations
+from tests import imagecorpus
 from tests.app_helpers import photo, sent_images, settle
 from tests.chainlit_harness import ChatHarness
 from tests.mediacorpus import flat_page, write_pdf
@@ -121,3 +124,50 @@ async def test_the_upload_route_starts_the_preparation(start_app, fake_vllm, mon
     (image,) = sent_images(fake_vllm.requests[-1])
     assert is_red(image)  # as uploaded
     assert early.pending() == 0
+
+
+async def signed_in_upload(chat: ChatHarness, client: httpx.AsyncClient, name: str, data: bytes, mime: str) -> str:
+    response = await client.post(
+        "/project/file", params={"session_id": chat.session.id}, files={"file": (name, data, mime)},
+        headers={"Authorization": f"Bearer {create_jwt(chat.session.user)}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+async def test_the_page_is_shown_a_heic_as_jpeg_and_other_pictures_as_uploaded(
+    start_app, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    heic = imagecorpus.encode(imagecorpus.photo(1200, 900), "HEIF")
+    jpeg = photo(tmp_path, "small.jpg").read_bytes()
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        heic_id = await signed_in_upload(chat, client, "IMG_1.heic", heic, "image/heic")
+        jpeg_id = await signed_in_upload(chat, client, "small.jpg", jpeg, "image/jpeg")
+        auth = {"Authorization": f"Bearer {create_jwt(chat.session.user)}"}
+        shown = await client.get(f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=auth)
+        as_is = await client.get(f"/project/file/{jpeg_id}", params={"session_id": chat.session.id}, headers=auth)
+        stranger = {"Authorization": f"Bearer {create_jwt(cl.User(identifier='mallory'))}"}
+        refused = await client.get(f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=stranger)
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(shown.content)).size == (1024, 768)
+    assert as_is.content == jpeg
+    assert refused.status_code == 401  # Chainlit's own check, still in force
+    await settle()
+
+
+async def test_renditions_only_for_what_browsers_cannot_show(tmp_path: Path) -> None:
+    heic, png, broken = tmp_path / "a.heic", tmp_path / "b.png", tmp_path / "c.heic"
+    heic.write_bytes(imagecorpus.encode(imagecorpus.photo(800, 600), "HEIF"))
+    png.write_bytes(imagecorpus.encode(imagecorpus.photo(800, 600), "PNG"))
+    broken.write_bytes(heic.read_bytes()[:2000])
+    first = await rendition_for(heic)
+    assert first is not None and first.mime == "image/jpeg"
+    assert await rendition_for(heic) is first  # made once
+    assert await rendition_for(png) is None
+    assert await rendition_for(broken) is None
+    assert await rendition_for(tmp_path / "gone.heic") is None

@@ -1,7 +1,8 @@
 """What the browser uploads: public/shrink-photos.js, in Chainlit's own page.
 
 Big JPEG and WebP photos, and PNGs that are photos, are shrunk to 2048 px
-before the upload; everything else goes byte for byte as the person chose it. Each test reads the upload
+before the upload; everything else goes byte for byte as the person chose it,
+and a HEIC, which Chromium cannot display, is shown as the app's JPEG of it. Each test reads the upload
 requests on their way out of the browser (Playwright's routing) and what the
 model server finally received.
 """
@@ -14,10 +15,10 @@ import io
 from pathlib import Path
 
 from PIL import ExifTags, Image
-from playwright.sync_api import Request, Route
+from playwright.sync_api import Request, Route, expect
 
 from tests import imagecorpus
-from tests.e2e.chat_page import QUESTIONS, ChatPage
+from tests.e2e.chat_page import QUESTIONS, ChatPage, wait_until
 from tests.e2e.test_browser import sent_images
 from tests.fake_vllm import FakeVLLM, count_images
 
@@ -121,3 +122,18 @@ def test_screenshots_small_photos_and_undecodable_files_go_as_they_are(
     assert chat.answers.filter(has_text="page.jpg").count() == 1  # the app, not the browser, refuses it
     (request,) = fake.requests
     assert count_images(request["messages"]) == 2
+
+
+def test_a_heic_photo_shows_in_the_chat(chat: ChatPage, fake: FakeVLLM, tmp_path: Path) -> None:
+    """Chromium cannot display HEIC; the app serves the page its JPEG of it."""
+    path = tmp_path / "IMG_2041.heic"
+    path.write_bytes(imagecorpus.encode(imagecorpus.photo(2400, 1800), "HEIF", quality=80))
+    chat.ask("What is this?", path)
+    chat.wait_for_answer(fake.reply)
+    chat.wait_until_idle()
+    picture = chat.page.locator(QUESTIONS).last.locator("img")
+    expect(picture).to_be_visible()
+    wait_until(lambda: picture.evaluate("i => i.complete && i.naturalWidth") == 1024, "the photo is shown")
+    chat.screenshot("heic-shown")
+    (request,) = fake.requests
+    assert count_images(request["messages"]) == 1
