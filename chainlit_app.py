@@ -15,7 +15,7 @@ from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
-from handlers import file_routes, history, revocation, session_files
+from handlers import chainlit_routes, file_routes, history, revocation
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
@@ -39,7 +39,7 @@ def _upload_arrived(name: str, path: Path) -> None:
         _services.assistant.early.start(name, path)
 
 
-session_files.register(chainlit_server, _upload_arrived)
+chainlit_routes.register(chainlit_server, _upload_arrived)
 
 
 def services() -> Services:

@@ -11,7 +11,7 @@ question (the pages asked for, the images left in the budget), so those wait
 for the message. A preparation nobody asks for (an attachment removed before
 sending) is dropped after `TTL_SECONDS`, or when `CAPACITY` newer ones arrive.
 
-Knows nothing of Chainlit: `session_files` tells it about uploads, and
+Knows nothing of Chainlit: `chainlit_routes` tells it about uploads, and
 `attachments.prepare_uploads` asks it for their results.
 """
 

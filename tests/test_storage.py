@@ -18,7 +18,7 @@ from chainlit.user import User
 from PIL import Image as PILImage
 from starlette.routing import Match
 
-from handlers import file_routes
+from handlers import chainlit_routes, file_routes
 from handlers.storage import URL_PREFIX, LocalStorageClient, UnsafeObjectKey, safe_key
 from tests import imagecorpus
 from tests.db_fixtures import chainlit_context, converse, person, png_bytes
@@ -220,3 +220,38 @@ async def test_a_heic_is_shown_as_the_picture_the_app_prepared(layer, client) ->
     assert PILImage.open(io.BytesIO(response.content)).size == (1024, 768)
     assert refused.status_code == 404
     assert layer.storage_provider.path_for(element["objectKey"]).read_bytes() == heic
+
+
+# --- ratings: only on one's own chats --------------------------------------------
+
+
+async def rating_of(layer, answer_id: str) -> list:
+    rows = await layer.execute_sql('SELECT "value" FROM feedbacks WHERE "forId" = :id', {"id": answer_id})
+    return [row["value"] for row in rows] if isinstance(rows, list) else []
+
+
+async def test_only_the_owner_of_a_chat_rates_its_answers(layer, client, chainlit_warnings) -> None:
+    chainlit_routes.register(app, lambda name, path: None)
+    alice = await person(layer, "alice")
+    await person(layer, "mallory")
+    ids = await converse(layer, alice, "What is this?", "A cat.", rating=1)
+    thumbs_down = {"feedback": {"forId": ids["answer"], "value": 0}, "sessionId": "none"}
+    overwrite = {"feedback": {"forId": ids["answer"], "id": ids["feedback"], "value": 0}, "sessionId": "none"}
+    async with client:
+        forged = await client.put("/feedback", json=thumbs_down, headers=signed_in_as("mallory"))
+        forged_over = await client.put("/feedback", json=overwrite, headers=signed_in_as("mallory"))
+        unrated = await client.request(
+            "DELETE", "/feedback", json={"feedbackId": ids["feedback"]}, headers=signed_in_as("mallory")
+        )
+        assert (forged.status_code, forged_over.status_code, unrated.status_code) == (404, 404, 404)
+        assert await rating_of(layer, ids["answer"]) == [1]
+
+        changed = await client.put("/feedback", json=overwrite, headers=signed_in_as("alice"))
+        assert changed.status_code == 200, changed.text
+        assert await rating_of(layer, ids["answer"]) == [0]
+        removed = await client.request(
+            "DELETE", "/feedback", json={"feedbackId": ids["feedback"]}, headers=signed_in_as("alice")
+        )
+        assert removed.status_code == 200
+        assert await rating_of(layer, ids["answer"]) == []
+    assert chainlit_warnings == []

@@ -1,5 +1,5 @@
 """Photos prepared as their upload arrives (handlers/uploads.py), the routes in
-front of Chainlit's (handlers/session_files.py), and what the page is shown of
+front of Chainlit's (handlers/chainlit_routes.py), and what the page is shown of
 pictures browsers cannot display (handlers/display.py)."""
 
 from __future__ import annotations
