@@ -76,6 +76,7 @@ _UPRIGHT = {
 }
 
 _DISPLAY_NAMES = {"WEBP": "WebP", "HEIF": "HEIC"}
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _FORMATS_TEXT = ", ".join(sorted(_DISPLAY_NAMES.get(f, f) for f in ALLOWED_FORMATS))
 _OPENERS = tuple(sorted(ALLOWED_FORMATS))
 _MB = 1024 * 1024  # as Chainlit's max_size_mb counts
@@ -206,6 +207,8 @@ def _not_an_image(name: str, data: bytes) -> InvalidAttachment:
     # The PDF header may sit anywhere in the first 1024 bytes.
     if b"%PDF-" in data[:1024]:
         return InvalidAttachment("attachment.pdf", name=name)
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:  # a HEIC cut off before its first picture
+        return InvalidAttachment("attachment.corrupt", name=name)
     return InvalidAttachment("attachment.unsupported", name=name, formats=_FORMATS_TEXT)
 
 

@@ -262,6 +262,12 @@ def test_truncated_jpeg_is_refused_not_padded():
     assert refusal("cut.jpg", data[: len(data) // 2]).key == "attachment.corrupt"
 
 
+def test_a_heic_cut_off_anywhere_is_called_damaged():
+    data = corpus.encode(corpus.photo(800, 600), "HEIF")
+    for length in (40, 200, len(data) // 2):
+        assert refusal("cut.heic", data[:length]).key == "attachment.corrupt"
+
+
 def test_truncated_png_is_refused():
     data = corpus.encode(corpus.photo(400, 300), "PNG")
     assert refusal("cut.png", data[: len(data) // 2]).key == "attachment.corrupt"
