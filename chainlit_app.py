@@ -112,6 +112,18 @@ async def on_settings_update(values: dict) -> None:
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    # Chainlit 2.12 runs an edited message's on_message outside the session's
+    # current task, so the stop button and a closed tab could not cancel it:
+    # while answering, this task is the one they cancel.
+    session = cl.context.session
+    previous, session.current_task = session.current_task, asyncio.current_task()
+    try:
+        await _answer(message)
+    finally:
+        session.current_task = previous
+
+
+async def _answer(message: cl.Message) -> None:
     chat = _chat()
     if await revocation.is_revoked(cl.context.session.user, services().users.has_credential):
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()

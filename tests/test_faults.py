@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import chainlit as cl
 import chainlit.socket
 import pytest
 from chainlit.config import config as chainlit_config
@@ -163,6 +164,27 @@ async def test_an_error_event_mid_answer_keeps_the_partial_answer(chat, fake_vll
     request = await answers_normally(chat, fake_vllm)
     assert_first_exchange_kept(chat, request)
     assert answer_text(request, 2) == partial
+
+
+async def test_stop_cancels_the_answer_to_an_edited_message(chat, fake_vllm):
+    """Through Chainlit's own socket handlers: `edit_message`, then `stop`."""
+    first = await chat.send("First question")
+    cl.chat_context.add(first)  # as Chainlit's process_message does; edit_message looks there
+    fake_vllm.reply, fake_vllm.token_delay = LONG_REPLY, 0.05
+    edited = {"message": {**first.to_dict(), "output": "Tell me everything."}, "fileReferences": []}
+    answering = asyncio.create_task(chainlit.socket.edit_message(chat.session.socket_id, edited))
+    await eventually(lambda: fake_vllm.open_streams == 1 and "w3" in chat.last_text(), "the new answer is streaming")
+
+    await chainlit.socket.stop(chat.session.socket_id)
+    await eventually(
+        lambda: fake_vllm.open_streams == 0 and fake_vllm.streams_aborted == 1,
+        "the model request is cancelled",
+        timeout=5,
+    )
+    await answering
+    texts = chat.texts()
+    assert any(t.startswith("w1 w2 w3") and len(t) < len(LONG_REPLY) for t in texts)  # kept, partial
+    assert any(translate("notice.stopped", "en-US") in t for t in texts)
 
 
 async def test_a_browser_that_disconnects_mid_answer_cancels_the_model_request(
