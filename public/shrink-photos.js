@@ -6,7 +6,7 @@
 // copying it into history, decoding it): with a team uploading at once, that
 // work queues and everyone's answer starts later (docs/benchmarks.md, "Load").
 // Shrunk here to 2048 px — twice what the model sees, so the app still makes
-// the final resize and its own format choice — a photo is ~10x smaller.
+// the final resize and its own format choice — a 12 MP photo is 3-5x smaller.
 //
 // Only photos larger than 2048 px are touched: JPEG and WebP, and PNGs that
 // are photos (more than a byte a pixel, e.g. a photo copied and pasted; they
