@@ -72,7 +72,7 @@ def data_layer():
 @cl.password_auth_callback
 async def password_login(username: str, password: str) -> cl.User | None:
     if await services().users.verify(username, password):
-        return cl.User(identifier=username, metadata={"provider": "password"})
+        return cl.User(identifier=username, metadata={"provider": revocation.PASSWORD_PROVIDER})
     return None
 
 

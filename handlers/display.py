@@ -10,7 +10,8 @@ Renditions are made on first view (~0.4 s for a 12 MP HEIC, in a worker
 thread); the latest `CACHE_ENTRIES` are kept in memory, keyed by the file's
 path, size and modification time.
 
-Knows nothing of Chainlit or HTTP: `file_routes` asks `rendition_for`.
+Knows nothing of Chainlit or HTTP: `file_routes` (history) and
+`chainlit_routes` (a live chat's uploads) ask `rendition_for`.
 """
 
 from __future__ import annotations

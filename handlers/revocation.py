@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import chainlit.auth
 from fastapi import HTTPException
 
-PASSWORD_PROVIDER = "password"  # chainlit_app.password_login's metadata
+PASSWORD_PROVIDER = "password"  # the sign-in metadata chainlit_app.password_login gives
 
 HasCredential = Callable[[str], Awaitable[bool]]
 _original = chainlit.auth.authenticate_user
