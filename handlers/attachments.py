@@ -84,12 +84,13 @@ async def prepare_uploads(
     """Prepare every upload at once, keeping the person's order; photos whose
     preparation began when they were uploaded (`early`) are not prepared twice."""
     ahead = [early.take(u.path) if early else None for u in uploads]
-    for task in ahead[limits.max_images :]:
-        if task:
-            task.cancel()
     considered, prepared = uploads[: limits.max_images], Prepared()
     prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
     kinds = await asyncio.gather(*(asyncio.to_thread(kind_of, u.path) for u in considered))
+    for n, task in enumerate(ahead):  # only images use theirs; the rest are let go
+        if task and (n >= len(kinds) or kinds[n] != "image"):
+            task.cancel()
+            ahead[n] = None
     shares = _media_shares(kinds, limits.max_images)
     results = await asyncio.gather(
         *(_prepare_one(*args, limits, options) for args in zip(considered, kinds, shares, ahead))

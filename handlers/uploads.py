@@ -38,12 +38,13 @@ class EarlyPreparations:
         """Begin preparing the upload at `path` in the background."""
         self._drop_stale()
         task = asyncio.create_task(self._prepare(name, path), name=f"prepare {path.name}")
-        task.add_done_callback(_retrieve)
         self._started[path] = (time.monotonic(), task)
 
     def take(self, path: Path) -> asyncio.Task[PreparedImage | None] | None:
         """The preparation started for `path`, once: it yields the prepared image,
-        None when the upload is not an image, or raises what preparing it raised."""
+        None when the upload is not an image, or raises what preparing it raised.
+        Whoever takes it awaits or cancels it (cancelling also keeps asyncio from
+        reporting a failure nobody looked at), as `_drop_stale` and `close` do."""
         started = self._started.pop(path, None)
         return started[1] if started else None
 
@@ -70,10 +71,3 @@ class EarlyPreparations:
         for _, task in self._started.values():
             task.cancel()
         self._started.clear()
-
-
-def _retrieve(task: asyncio.Task) -> None:
-    """Mark a failure as seen: an unclaimed one would be logged as never retrieved;
-    a claimed one is raised again to whoever awaits the task."""
-    if not task.cancelled():
-        task.exception()
