@@ -130,6 +130,7 @@ class Assistant:
                 self.counter,
                 max_images=self.settings.max_images_per_request,
                 prompt_budget=self.settings.prompt_budget,
+                system_first=self.settings.system_first,
             )
         except PromptTooLong:
             chat.conversation.turns.pop()  # the question that does not fit is not kept

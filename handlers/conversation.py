@@ -1,13 +1,20 @@
 """A chat's memory, and the request built from it each turn.
 
 Owns: the turns (text and prepared images), cutting history back when a
-message is edited, and fitting the request into vLLM's two limits:
+message is edited, and building the request within vLLM's two limits (the
+image limit counts every image in the request, history included; the prompt
+must fit `MAX_MODEL_LEN - MAX_TOKENS`). Which images and turns are in view is
+`handlers.window`'s choice, made in steps so that earlier messages stay
+byte-identical from one request to the next (vLLM's prefix cache); images out
+of view become a short placeholder such as `[earlier image: receipt.jpg]`, and
+the current message is never left out.
 
-- the image limit counts every image in the request, history included, so
-  only the newest `max_images` images are sent; older ones become a short
-  placeholder such as `[earlier image: receipt.jpg]`;
-- the prompt must fit `MAX_MODEL_LEN - MAX_TOKENS`, so the oldest turns are
-  left out first; the current message never is.
+Where the system prompt goes (`system_first`): Pixtral's v3 chat template
+folds a system message into the *last* user message, so with it the message
+before a follow-up changes every turn and vLLM's prefix cache never helps.
+With `system_first` the same text leads the first user message kept instead:
+for a first question the tokens are the same as Mistral's placement, and later
+requests only add to the end.
 
 The person is told once about each image or turn that drops out of view.
 Does not own: preparing images, talking to the server, or any UI.
@@ -22,6 +29,7 @@ from typing import Literal
 from handlers.errors import PromptTooLong
 from handlers.images import PreparedImage
 from handlers.tokens import CountedMessage, TokenCounter
+from handlers.window import plan
 
 
 @dataclass(frozen=True)
@@ -81,53 +89,70 @@ class Conversation:
         return sum(len(turn.images) for turn in self.turns)
 
     def build_request(
-        self, system: str, counter: TokenCounter, *, max_images: int, prompt_budget: int
+        self,
+        system: str,
+        counter: TokenCounter,
+        *,
+        max_images: int,
+        prompt_budget: int,
+        system_first: bool = True,
     ) -> Request:
-        visible = self._visible_image_keys(max_images)
-        counted = [_counted(turn, visible) for turn in self.turns]
-        first, prompt_tokens = self._first_kept_turn(system, counted, counter, prompt_budget)
-        kept_turns = self.turns[first:]
-        hidden = self._announce_hidden(kept_turns, visible)
+        window = plan(
+            self.turns,
+            max_images=max_images,
+            budget=prompt_budget - counter.estimate(CountedMessage("user", (system,))),
+            estimate=lambda index, hidden: counter.estimate(_counted(self.turns[index], hidden)),
+        )
+        hidden_before = self._hidden_counts(window.first_image)
+        first, prompt_tokens = self._confirm(window.first_turn, system, counter, hidden_before,
+                                             prompt_budget, system_first)
+        kept = range(first, len(self.turns))
+        messages = [_to_wire(self.turns[i], hidden_before[i]) for i in kept]
+        if system_first:
+            messages[0]["content"].insert(0, {"type": "text", "text": system})
+        else:
+            messages.insert(0, {"role": "system", "content": system})
         dropped = max(0, first - self._announced_dropped)
         self._announced_dropped = max(self._announced_dropped, first)
         return Request(
-            messages=[{"role": "system", "content": system}]
-            + [_to_wire(turn, visible) for turn in kept_turns],
+            messages=messages,
             prompt_tokens=prompt_tokens,
-            newly_hidden=hidden,
+            newly_hidden=self._announce_hidden([self.turns[i] for i in kept], hidden_before[first:]),
             newly_dropped=dropped,
         )
 
-    def _visible_image_keys(self, max_images: int) -> set[str]:
-        newest_first = [part.key for turn in reversed(self.turns) for part in reversed(turn.images)]
-        return set(newest_first[:max_images])
+    def _hidden_counts(self, first_image: int) -> list[int]:
+        """For each turn, how many of its (oldest) images are out of view."""
+        counts, seen = [], 0
+        for turn in self.turns:
+            counts.append(min(len(turn.images), max(0, first_image - seen)))
+            seen += len(turn.images)
+        return counts
 
-    def _first_kept_turn(
-        self,
-        system: str,
-        counted: list[CountedMessage],
-        counter: TokenCounter,
-        budget: int,
+    def _confirm(
+        self, first: int, system: str, counter: TokenCounter, hidden: list[int],
+        budget: int, system_first: bool,
     ) -> tuple[int, int]:
-        """Index of the oldest turn that can stay, and the prompt's exact token count
-        from there: drop from the front until the count fits. The newest turn (the
+        """The window's first turn confirmed by an exact count, and that count; one
+        turn more is left out while the estimate was short. The newest turn (the
         current question) always stays."""
-        estimates = [counter.estimate(message) for message in counted]
-        first, last = 0, len(counted) - 1
-        while first < last and sum(estimates[first:]) > budget:
+        last = len(self.turns) - 1
+        while first < last and self.turns[first].role == "assistant":
             first += 1
         while True:
-            first = _skip_leading_answers(counted, first, last)
-            tokens = counter.count(system, counted[first:])
+            counted = [_counted(self.turns[i], hidden[i]) for i in range(first, last + 1)]
+            tokens = counter.count(system, counted, system_first=system_first)
             if tokens <= budget:
                 return first, tokens
             if first == last:
                 raise PromptTooLong(budget=budget)
             first += 1
+            while first < last and self.turns[first].role == "assistant":  # start with the person
+                first += 1
 
-    def _announce_hidden(self, kept: list[Turn], visible: set[str]) -> tuple[str, ...]:
-        hidden = [p for t in kept for p in t.images if p.key not in visible]
-        new = [p for p in hidden if p.key not in self._announced_hidden]
+    def _announce_hidden(self, kept: list[Turn], hidden: list[int]) -> tuple[str, ...]:
+        out_of_view = [p for turn, n in zip(kept, hidden) for p in turn.images[:n]]
+        new = [p for p in out_of_view if p.key not in self._announced_hidden]
         self._announced_hidden.update(p.key for p in new)
         return tuple(p.image.name for p in new)
 
@@ -136,18 +161,11 @@ def placeholder(part: ImagePart) -> str:
     return f"[earlier image: {part.image.name}]"
 
 
-def _skip_leading_answers(counted: list[CountedMessage], first: int, last: int) -> int:
-    """A request must start with the person speaking, not with an answer."""
-    while first < last and counted[first].role == "assistant":
-        first += 1
-    return first
-
-
-def _counted(turn: Turn, visible: set[str]) -> CountedMessage:
+def _counted(turn: Turn, hidden: int) -> CountedMessage:
     texts: list[str] = []
     image_tokens = 0
-    for part in turn.images:
-        if part.key in visible:
+    for index, part in enumerate(turn.images):
+        if index >= hidden:
             texts.extend([part.label] if part.label else [])
             image_tokens += part.image.tokens
         else:
@@ -156,13 +174,13 @@ def _counted(turn: Turn, visible: set[str]) -> CountedMessage:
     return CountedMessage(turn.role, tuple(texts), image_tokens)
 
 
-def _to_wire(turn: Turn, visible: set[str]) -> dict:
+def _to_wire(turn: Turn, hidden: int) -> dict:
     """The OpenAI-format message: images first, each after its label, then the text."""
     if turn.role == "assistant":
         return {"role": "assistant", "content": turn.text}
     content: list[dict] = []
-    for part in turn.images:
-        if part.key in visible:
+    for index, part in enumerate(turn.images):
+        if index >= hidden:
             if part.label:
                 content.append({"type": "text", "text": part.label})
             content.append(part.image.to_content_part())

@@ -23,6 +23,9 @@ from dotenv import dotenv_values
 
 DEFAULT_MODEL = "mistralai/Pixtral-12B-2409"
 ANSWER_LANGUAGES = ("auto", "en", "zh")
+# Where the system prompt goes: "first" leads the first user message (follow-ups reuse
+# vLLM's prefix cache), "last" is Mistral's own placement (folded into the last one).
+SYSTEM_PROMPT_PLACEMENTS = ("first", "last")
 
 T = TypeVar("T")
 
@@ -46,6 +49,7 @@ class Settings:
     connect_retries: int = 3
     temperature: float = 0.3
     answer_language: str = "auto"
+    system_prompt_placement: str = "first"
     data_dir: Path = Path("data")
     database_url: str | None = None
     auth_header: str | None = None
@@ -57,6 +61,10 @@ class Settings:
     @property
     def max_media_bytes(self) -> int:
         return self.max_media_mb * 1024 * 1024
+
+    @property
+    def system_first(self) -> bool:
+        return self.system_prompt_placement == "first"
 
     @property
     def prompt_budget(self) -> int:
@@ -83,6 +91,9 @@ def load_settings(
         connect_retries=source.get("VLLM_CONNECT_RETRIES", _non_negative_int, 3),
         temperature=source.get("TEMPERATURE", _temperature, 0.3),
         answer_language=source.get("ANSWER_LANGUAGE", _language, "auto"),
+        system_prompt_placement=source.get(
+            "SYSTEM_PROMPT_PLACEMENT", _one_of(SYSTEM_PROMPT_PLACEMENTS), "first"
+        ),
         data_dir=source.get("DATA_DIR", Path, Path("data")),
         database_url=source.get("APP_DATABASE_URL", str, None),
         auth_header=source.get("AUTH_TRUSTED_HEADER", str, None),
@@ -144,7 +155,13 @@ def _temperature(raw: str) -> float:
     return value
 
 
-def _language(raw: str) -> str:
-    if raw not in ANSWER_LANGUAGES:
-        raise ValueError(f"expected one of {', '.join(ANSWER_LANGUAGES)}, got {raw!r}")
-    return raw
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def cast(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return raw
+
+    return cast
+
+
+_language = _one_of(ANSWER_LANGUAGES)

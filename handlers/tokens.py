@@ -2,16 +2,18 @@
 
 mistral_common ships Pixtral's tokenizer (`tekken_240911.json`) inside the
 package, so counting needs no network and no model download. Text goes through
-the real chat template (`[INST]`, the system prompt folded into the last user
-message, `</s>` after answers). Images are not re-encoded: their cost is known
+the real chat template (`[INST]`, `</s>` after answers, and the system prompt
+where the request puts it: folded into the last user message as Mistral's
+template does with a system message, or leading the first user message). Images are not re-encoded: their cost is known
 from the prepared size (`PreparedImage.tokens`), and mistral_common's own image
 path would need OpenCV and the pixels every turn.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,27 +39,54 @@ class CountedMessage:
 class TokenCounter:
     """Loads the tokenizer once (about a second); `count` is then a few ms."""
 
+    CACHE_SIZE = 4096
+
     def __init__(self) -> None:
         self._tokenizer = MistralTokenizer.v3(is_tekken=True, is_mm=True)
         # Turns never change once said, so their estimates are kept (a long chat is
-        # re-fitted every turn). Bounded: a few thousand small ints.
-        self.estimate = lru_cache(maxsize=4096)(self._estimate)
+        # re-fitted every turn). Keyed by a digest, so the cache holds no texts.
+        self._estimates: OrderedDict[bytes, int] = OrderedDict()
 
-    def count(self, system: str, messages: Sequence[CountedMessage]) -> int:
-        """Tokens of the whole prompt as vLLM's mistral tokenizer mode builds it."""
-        chat = [SystemMessage(content=system)] if system else []
-        chat += [_to_mistral(message) for message in messages]
+    def count(
+        self, system: str, messages: Sequence[CountedMessage], *, system_first: bool = False
+    ) -> int:
+        """Tokens of the whole prompt as vLLM's mistral tokenizer mode builds it.
+
+        `system_first`: the system text is the first text of the first (user)
+        message rather than a system message.
+        """
+        chat: list = [_to_mistral(message) for message in messages]
+        if system and system_first:
+            chat[0] = _to_mistral(CountedMessage("user", (system, *messages[0].texts)))
+        elif system:
+            chat.insert(0, SystemMessage(content=system))
         encoded = self._tokenizer.encode_chat_completion(ChatCompletionRequest(messages=chat))
         return len(encoded.tokens) + sum(message.image_tokens for message in messages)
 
-    def _estimate(self, message: CountedMessage) -> int:
+    def estimate(self, message: CountedMessage) -> int:
         """One message's cost on its own: close to its share of `count`, for choosing
         which turns to drop before one exact count confirms the choice."""
-        text_tokens = sum(
-            len(self._tokenizer.instruct_tokenizer.tokenizer.encode(text, bos=False, eos=False))
-            for text in message.texts
-        )
-        return text_tokens + message.image_tokens + 2  # [INST]/[/INST] or </s>, and a separator
+        key = _digest(message)
+        if (cached := self._estimates.get(key)) is not None:
+            self._estimates.move_to_end(key)
+            return cached
+        value = sum(self.estimate_text(text) for text in message.texts) + message.image_tokens + 2
+        self._estimates[key] = value  # + 2: [INST]/[/INST] or </s>, and a separator
+        if len(self._estimates) > self.CACHE_SIZE:
+            self._estimates.popitem(last=False)
+        return value
+
+    def estimate_text(self, text: str) -> int:
+        return len(self._tokenizer.instruct_tokenizer.tokenizer.encode(text, bos=False, eos=False))
+
+
+def _digest(message: CountedMessage) -> bytes:
+    digest = hashlib.blake2b(message.role.encode(), digest_size=16)
+    for text in message.texts:
+        digest.update(len(text).to_bytes(8, "little"))
+        digest.update(text.encode("utf-8", "surrogatepass"))
+    digest.update(message.image_tokens.to_bytes(8, "little"))
+    return digest.digest()
 
 
 def _to_mistral(message: CountedMessage) -> UserMessage | AssistantMessage:

@@ -15,6 +15,7 @@ from fastapi import HTTPException
 
 import chainlit_app
 from handlers.i18n import translate
+from handlers.prompts import system_prompt
 from tests.app_helpers import photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
 
@@ -24,7 +25,8 @@ async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):
     assert chat.last_text() == app.reply
     (image,) = sent_images(app.requests[-1])
     assert max(image.size) == 1024
-    assert app.requests[-1]["messages"][0]["role"] == "system"
+    first = app.requests[-1]["messages"][0]
+    assert first["role"] == "user" and first["content"][0]["text"] == system_prompt("auto", "English")
 
 
 async def test_a_follow_up_still_sends_the_photo_and_the_answer(chat, app, tmp_path):
@@ -32,8 +34,8 @@ async def test_a_follow_up_still_sends_the_photo_and_the_answer(chat, app, tmp_p
     await chat.send("What colour is it?")
     follow_up = app.requests[-1]
     assert len(sent_images(follow_up)) == 1
-    assert [m["role"] for m in follow_up["messages"]] == ["system", "user", "assistant", "user"]
-    assert follow_up["messages"][2]["content"] == app.reply
+    assert [m["role"] for m in follow_up["messages"]] == ["user", "assistant", "user"]
+    assert follow_up["messages"][1]["content"] == app.reply
 
 
 async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_told(chat, app, tmp_path):
@@ -41,9 +43,11 @@ async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_to
     await chat.send("second", [photo(tmp_path, "three.jpg"), photo(tmp_path, "four.jpg")])
     await chat.send("third", [photo(tmp_path, "five.jpg")])
     request = app.requests[-1]
-    assert len(sent_images(request)) == 4
+    assert len(sent_images(request)) == 2  # hidden in one step, down to half the limit of 4
     assert "[earlier image: one.jpg]" in sent_text(request)
-    assert any("one.jpg" in text and "out of" in text for text in chat.texts())
+    assert "[earlier image: three.jpg]" in sent_text(request)
+    assert "[earlier image: four.jpg]" not in sent_text(request)
+    assert any("one.jpg" in text and "three.jpg" in text and "out of" in text for text in chat.texts())
 
 
 async def test_more_images_than_allowed_in_one_message(chat, app, tmp_path):
@@ -107,7 +111,7 @@ async def test_editing_a_message_cuts_history_back(chat, app, tmp_path):
     first.content = "How many animals are there?"
     await chat.resend(first)
     request = app.requests[-1]
-    assert [m["role"] for m in request["messages"]] == ["system", "user"]
+    assert [m["role"] for m in request["messages"]] == ["user"]
     assert "How many animals" in sent_text(request) and "Is it a cat" not in sent_text(request)
     assert len(sent_images(request)) == 1
 
@@ -131,7 +135,7 @@ async def test_stop_keeps_the_partial_answer_and_the_chat_goes_on(chat, app, tmp
     await chat.send("Go on")
     assert chat.last_text() == "Done."
     history = app.requests[-1]["messages"]
-    assert history[2]["role"] == "assistant" and history[2]["content"] == partial
+    assert history[1]["role"] == "assistant" and history[1]["content"] == partial
 
 
 async def test_server_down_names_the_url_and_recovers_without_restart(chat, app):
@@ -211,7 +215,7 @@ async def test_the_answer_language_setting_reaches_the_model(chat, app):
     chat.enter()
     await chainlit_app.on_settings_update({"answer_language": "zh"})
     await chat.send("What is this?")
-    assert "Simplified Chinese" in app.requests[-1]["messages"][0]["content"]
+    assert "Simplified Chinese" in app.requests[-1]["messages"][0]["content"][0]["text"]
 
 
 async def test_a_new_chat_frees_the_conversation_at_once(chat, app, tmp_path):
@@ -278,7 +282,7 @@ async def test_a_resumed_chat_still_sends_its_photo_after_a_restart(app, start_a
     request = app.requests[-1]
     assert len(sent_images(request)) == 1 and max(sent_images(request)[0].size) == 1024
     roles = [m["role"] for m in request["messages"]]
-    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
     assert "What is this?" in sent_text(request)
 
 

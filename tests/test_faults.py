@@ -67,7 +67,7 @@ def assert_first_exchange_kept(chat: ChatHarness, request: dict) -> None:
     """The first exchange is still on screen and still in what the model is sent, photo included."""
     assert chat.texts()[0] == FIRST_ANSWER
     history = request["messages"]
-    assert history[2] == {"role": "assistant", "content": FIRST_ANSWER}
+    assert history[1] == {"role": "assistant", "content": FIRST_ANSWER}
     assert count_images(history) == 1
 
 

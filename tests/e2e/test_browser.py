@@ -89,8 +89,8 @@ def test_a_follow_up_question_still_sends_the_photo(chat: ChatPage, fake: FakeVL
     chat.screenshot("follow-up")
 
     first, follow_up = fake.requests
-    assert [m["role"] for m in follow_up["messages"]] == ["system", "user", "assistant", "user"]
-    assert follow_up["messages"][2]["content"] == fake.reply
+    assert [m["role"] for m in follow_up["messages"]] == ["user", "assistant", "user"]
+    assert follow_up["messages"][1]["content"] == fake.reply
     assert question_text(follow_up) == "What colour is it?"
     (image,) = sent_images(follow_up)
     red, green, blue = image.convert("RGB").getpixel((image.width // 2, image.height // 2))
@@ -118,7 +118,7 @@ def test_stop_keeps_the_partial_answer_and_frees_the_server(chat: ChatPage, fake
     partial.scroll_into_view_if_needed()
     chat.screenshot("stop-then-next-question")
     assert words(partial.inner_text()) == shown  # still there, unchanged
-    remembered = fake.requests[-1]["messages"][2]
+    remembered = fake.requests[-1]["messages"][1]
     assert remembered["role"] == "assistant" and words(remembered["content"]) == shown
     assert fake.streams_aborted == 1
 
