@@ -13,6 +13,7 @@ person, as translation keys) and answer text, and raises `UserFacingError`s;
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,6 +39,8 @@ from handlers.settings import Settings
 from handlers.tokens import TokenCounter
 from handlers.uploads import EarlyPreparations
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -55,6 +58,15 @@ class Incoming:
     uploads: Sequence[Upload] = ()
 
 
+@dataclass(frozen=True)
+class Usage:
+    """A request's prompt as the app counted it and as vLLM reported it."""
+
+    counted: int
+    reported: int | None
+    cached: int | None
+
+
 @dataclass
 class ChatSession:
     """Per-chat state; dropped when the chat ends."""
@@ -63,6 +75,7 @@ class ChatSession:
     answer_language: str = "auto"
     thread_id: str | None = None  # where its prepared images are kept, if history is on
     conversation: Conversation = field(default_factory=Conversation)
+    last_usage: Usage | None = None
 
 
 @dataclass
@@ -88,13 +101,13 @@ class Assistant:
             yield Notice("notice.attach_first", level="warning")
             return
         conversation.add_user(incoming.id, text, parts)
-        if parts and self.store and chat.thread_id:
-            await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, parts)
+        if self.store and chat.thread_id:
+            await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, text, parts)
         # Tokenizing a long history takes ~0.1 s: off the event loop, like images.
         request = await asyncio.to_thread(self._build_request, chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
-        async for piece in self._stream_answer(chat, incoming.id, request.messages):
+        async for piece in self._stream_answer(chat, incoming.id, request):
             yield piece
 
     async def _images_for(
@@ -137,12 +150,12 @@ class Assistant:
             raise
 
     async def _stream_answer(
-        self, chat: ChatSession, turn_id: str, messages: list[dict]
+        self, chat: ChatSession, turn_id: str, request: Request
     ) -> AsyncIterator[Notice | str]:
         result = StreamResult()
         pieces: list[str] = []
         try:
-            async for piece in self.client.stream(messages, result):
+            async for piece in self.client.stream(request.messages, result):
                 pieces.append(piece)
                 yield piece
         except ModelRejected:
@@ -151,8 +164,19 @@ class Assistant:
             raise
         finally:  # also on stop (CancelledError) and failures: keep what was said
             chat.conversation.add_assistant(f"{turn_id}:answer", "".join(pieces))
+        chat.last_usage = _usage(request, result)
         if result.truncated:
             yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning")
+
+
+def _usage(request: Request, result: StreamResult) -> Usage:
+    """Logged per turn: a count off vLLM's means the budget is wrong, and few cached
+    tokens on a follow-up mean the prompt's prefix changed."""
+    usage = Usage(request.prompt_tokens, result.prompt_tokens, result.cached_tokens)
+    log.info("prompt tokens: counted %d, vLLM %s, from its cache %s", *vars(usage).values())
+    if usage.reported is not None and usage.reported != usage.counted:
+        log.warning("the app counted %d prompt tokens, vLLM %d", usage.counted, usage.reported)
+    return usage
 
 
 def compose_question(text: str, command: str | None, *, has_images: bool) -> str:

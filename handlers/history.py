@@ -2,11 +2,13 @@
 
 Chainlit persists messages and the original uploads, but on resume it hands
 back `message.elements` empty and nothing of what the model actually saw. So
-each user turn's prepared images (with their labels, e.g. a video frame's time)
-are kept as files under `DATA_DIR/prepared/<thread>/<turn>/`, and `rebuild`
-turns a persisted thread back into a `Conversation`. When a prepared copy is
-missing (e.g. data from before it existed), the original upload is prepared
-again. These files are never served over HTTP; only the model sees them.
+each user turn's text as sent (a preset's instruction included) and its
+prepared images (with their labels, e.g. a video frame's time) are kept under
+`DATA_DIR/prepared/<thread>/<turn>/`, and `rebuild` turns a persisted thread
+back into a `Conversation` that sends the model byte for byte what it was sent
+before (so vLLM's prefix cache still holds it). When a prepared copy is missing
+(e.g. data from before it existed), the original upload is prepared again.
+These files are never served over HTTP; only the model sees them.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ class PreparedStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, thread_id: str, turn_id: str, parts: Sequence[ImagePart]) -> None:
-        """Write a turn's prepared images and a manifest (blocking: use a thread)."""
+    def save(self, thread_id: str, turn_id: str, text: str, parts: Sequence[ImagePart]) -> None:
+        """Write a turn's text as sent, its prepared images and a manifest (blocking:
+        use a thread)."""
         folder = self._folder(thread_id, turn_id)
         folder.mkdir(parents=True, exist_ok=True)
         entries = []
@@ -43,15 +46,20 @@ class PreparedStore:
             file_name = f"{index}.{_EXTENSIONS.get(part.image.mime, 'bin')}"
             (folder / file_name).write_bytes(part.image.data)
             entries.append(_entry(part, file_name))
-        (folder / MANIFEST).write_text(json.dumps(entries), encoding="utf-8")
+        manifest = {"text": text, "images": entries}
+        (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
 
-    def load(self, thread_id: str, turn_id: str) -> tuple[ImagePart, ...] | None:
-        """The turn's images as they were sent, or None if none were kept."""
+    def load(self, thread_id: str, turn_id: str) -> tuple[str | None, tuple[ImagePart, ...]] | None:
+        """The turn's text as sent (None if not kept) and its images, or None if
+        nothing was kept."""
         folder = self._folder(thread_id, turn_id)
         try:
-            entries = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            return tuple(_part(entry, (folder / entry["file"]).read_bytes()) for entry in entries)
-        except (OSError, ValueError, KeyError):
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            if isinstance(manifest, list):  # written before the text was kept
+                manifest = {"text": None, "images": manifest}
+            parts = tuple(_part(e, (folder / e["file"]).read_bytes()) for e in manifest["images"])
+            return manifest["text"], parts
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _folder(self, thread_id: str, turn_id: str) -> Path:
@@ -67,10 +75,12 @@ async def rebuild(
     elements = thread.get("elements") or []
     for step in sorted(thread.get("steps") or [], key=lambda s: s.get("createdAt") or ""):
         if step.get("type") == "user_message":
-            parts = await asyncio.to_thread(store.load, thread["id"], step["id"])
+            kept = await asyncio.to_thread(store.load, thread["id"], step["id"])
+            text, parts = kept or (None, None)
             if parts is None:
                 parts = await _prepare_originals(step["id"], elements, original_path, max_bytes)
-            conversation.turns.append(Turn(step["id"], "user", step.get("output") or "", parts))
+            text = (step.get("output") or "") if text is None else text
+            conversation.turns.append(Turn(step["id"], "user", text, parts))
         elif _is_answer(step):
             conversation.add_assistant(step["id"], step.get("output") or "")
     return conversation

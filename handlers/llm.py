@@ -36,6 +36,7 @@ class StreamResult:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # from vLLM's prefix cache (--enable-prompt-tokens-details)
 
     @property
     def truncated(self) -> bool:
@@ -88,8 +89,7 @@ class ModelClient:
         try:
             async for chunk in stream:
                 if chunk.usage:
-                    result.prompt_tokens = chunk.usage.prompt_tokens
-                    result.completion_tokens = chunk.usage.completion_tokens
+                    _read_usage(chunk.usage, result)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
@@ -129,6 +129,13 @@ class ModelClient:
                 log.warning("model server attempt %d failed: %s", attempt + 1, error)
                 await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
                 attempt += 1
+
+
+def _read_usage(usage, result: StreamResult) -> None:
+    result.prompt_tokens = usage.prompt_tokens
+    result.completion_tokens = usage.completion_tokens
+    details = usage.prompt_tokens_details
+    result.cached_tokens = details.cached_tokens if details else None
 
 
 def _display_url(client: openai.AsyncOpenAI) -> str:
