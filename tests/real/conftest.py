@@ -48,6 +48,8 @@ async def real_app(start_app, real_vllm: RealVLLM):
     """Start (or restart) the app against the real server; keywords set variables."""
 
     async def start(**environ: str) -> None:
+        # Short answers unless a test needs a long one: random weights say nothing worth waiting for.
+        environ = {"MAX_TOKENS": "24", **environ}
         await start_app(VLLM_BASE_URL=real_vllm.base_url, VLLM_API_KEY=real_vllm.api_key, **environ)
 
     return start
