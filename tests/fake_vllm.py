@@ -137,7 +137,8 @@ class FakeVLLM:
         if not self._authorized(authorization):
             raise ApiError(401, "Unauthorized")
         if body.get("model") != self.model:
-            raise ApiError(404, f"The model `{body.get('model')}` does not exist.", "model")
+            raise ApiError(404, f"The model `{body.get('model')}` does not exist. "
+                                f"Valid aliases: {self.model}.", "model")
         messages = body.get("messages") or []
         check_image_count(messages, self.max_images)
         return check_length(prompt_tokens(messages), max_tokens_of(body) or 0, self.max_model_len)

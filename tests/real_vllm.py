@@ -231,10 +231,10 @@ class RealVLLM:
     """One real server on 127.0.0.1, its output in `log_path`."""
 
     def __init__(self, folder: Path, *, port: int, api_key: str = API_KEY,
-                 overrides: dict[str, str | None] | None = None) -> None:
+                 overrides: dict[str, str | None] | None = None, env: dict[str, str] | None = None) -> None:
         self.port, self.api_key = port, api_key
         self.log_path = folder / "vllm.log"
-        self._folder, self._overrides = folder, overrides
+        self._folder, self._overrides, self._env = folder, overrides, env or {}
         self._process: subprocess.Popen | None = None
 
     @property
@@ -250,7 +250,7 @@ class RealVLLM:
         model_dir = write_model_dir(self._folder / "model")
         argv, extra_env = server_command(python, model_dir, host="127.0.0.1", port=self.port,
                                          overrides=self._overrides)
-        env = {**os.environ, **extra_env, "VLLM_API_KEY": self.api_key}
+        env = {**os.environ, **extra_env, **self._env, "VLLM_API_KEY": self.api_key}
         env.pop("VLLM_BASE_URL", None)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

