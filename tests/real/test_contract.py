@@ -92,8 +92,9 @@ async def test_health_is_open_and_models_lists_the_model_with_its_context(server
 async def test_a_wrong_or_missing_key_gets_vllms_flat_401_body(server):
     async with httpx.AsyncClient() as raw:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
-            for method, path in (("GET", "/models"), ("POST", "/chat/completions")):
-                response = await raw.request(method, server.base_url + path, headers=headers, json={})
+            models = await raw.get(server.base_url + "/models", headers=headers)
+            chat = await raw.post(server.base_url + "/chat/completions", headers=headers, json={})
+            for response in (models, chat):
                 assert (response.status_code, response.content) == (401, b'{"error":"Unauthorized"}')
 
 
@@ -135,7 +136,7 @@ async def test_the_image_limit_counts_the_whole_history_with_vllms_words(client)
         await ask(client, messages=[*history, with_images(2)])
     error = caught.value
     assert error.body["message"] == "At most 4 image(s) may be provided in one prompt. (parameter=image)"
-    assert (error.param, error.type, error.code) == ("image", "BadRequestError", 400)
+    assert (error.param, error.type, error.code) == ("image", "BadRequestError", "400")
 
 
 async def test_a_prompt_over_the_context_gets_vllms_words(client):
@@ -146,7 +147,7 @@ async def test_a_prompt_over_the_context_gets_vllms_words(client):
     message = error.body["message"]
     assert message.startswith("This model's maximum context length is 65536 tokens. However, your prompt contains ")
     assert "Please reduce the length of the input prompt. (parameter=input_tokens, value=" in message
-    assert (error.param, error.type, error.code) == ("input_tokens", "BadRequestError", 400)
+    assert (error.param, error.type, error.code) == ("input_tokens", "BadRequestError", "400")
 
 
 async def test_max_tokens_over_the_context_gets_vllms_words(client):
@@ -155,7 +156,7 @@ async def test_max_tokens_over_the_context_gets_vllms_words(client):
     error = caught.value
     assert error.body["message"] == ("max_tokens=70000 cannot be greater than max_model_len=65536. Please "
                                      "request fewer output tokens. (parameter=max_tokens, value=70000)")
-    assert (error.param, error.type, error.code) == ("max_tokens", "BadRequestError", 400)
+    assert (error.param, error.type, error.code) == ("max_tokens", "BadRequestError", "400")
 
 
 async def test_a_prompt_plus_max_tokens_over_the_context_is_served_not_refused(client):
@@ -171,7 +172,7 @@ async def test_an_unknown_model_is_not_found(client):
         await client.chat.completions.create(model="nope", messages=[USER], max_tokens=4)
     error = caught.value
     assert error.body["message"] == f"The model `nope` does not exist. Valid aliases: {MODEL}."
-    assert (error.param, error.type, error.code) == ("model", "NotFoundError", 404)
+    assert (error.param, error.type, error.code) == ("model", "NotFoundError", "404")
 
 
 async def test_an_undecodable_image_is_a_bad_request(client):
