@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh -r requirements-dev.txt
 
+# The real vLLM for tests/real: its CPU build in a venv of its own, outside .venv
+# (tests/real_vllm.py; once, about 2 minutes and 3.5 GB, then reused).
+.venv/bin/python -m tests.real_vllm --setup-only
+
 # The browser tests (tests/e2e) drive Debian's Chromium (Playwright cannot
 # download its own browser here) and need a CJK font to show Chinese; the
 # deploy tests check the reverse-proxy example with nginx -t.

@@ -37,6 +37,7 @@ def test_several_base_urls_for_failover():
         ("VLLM_BASE_URL", "127.0.0.1:8000"),
         ("TEMPERATURE", "7"),
         ("ANSWER_LANGUAGE", "fr"),
+        ("SYSTEM_PROMPT_PLACEMENT", "middle"),
     ],
 )
 def test_a_malformed_value_names_its_key(key: str, value: str):
