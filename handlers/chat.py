@@ -28,13 +28,13 @@ from handlers.attachments import (
 )
 from handlers.conversation import Conversation, ImagePart, Request, Turn
 from handlers.documents import parse_page_request
-from handlers.errors import ModelRejected, PromptTooLong
+from handlers.errors import ModelRejected, PromptTooLong, RequestRefused
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
 from handlers.links import find_image_links
 from handlers.llm import ModelClient, StreamResult
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
-from handlers.settings import Settings
+from handlers.settings import ANSWER_LANGUAGES, Settings
 from handlers.tokens import TokenCounter
 from handlers.uploads import EarlyPreparations
 
@@ -63,6 +63,14 @@ class ChatSession:
     answer_language: str = "auto"
     thread_id: str | None = None  # where its prepared images are kept, if history is on
     conversation: Conversation = field(default_factory=Conversation)
+
+    def choose_answer_language(self, value: object) -> None:
+        """Take the answer language picked in the chat settings. The browser can
+        send anything: a value the app does not offer is refused, and the
+        current language kept."""
+        if value not in ANSWER_LANGUAGES:
+            raise RequestRefused("error.unknown_answer_language", choices=", ".join(ANSWER_LANGUAGES))
+        self.answer_language = value
 
 
 @dataclass

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -114,6 +115,15 @@ def _url_list(raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"expected http(s) URLs, got {url!r}")
     return urls
+
+
+def redact_url(url: str) -> str:
+    """`url` without the password it may carry, for logs and the doctor's report."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _positive_int(raw: str) -> int:
