@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from handlers.conversation import ImagePart
-from handlers.documents import looks_like_pdf, prepare_pdf
+from handlers.documents import looks_like_pdf, parse_page_request, prepare_pdf
 from handlers.errors import InvalidAttachment
 from handlers.images import prepare_file, prepare_image
 from handlers.links import fetch_link
@@ -56,10 +56,19 @@ class Limits:
 
 @dataclass(frozen=True)
 class Options:
-    """What the person asked for beyond the files: PDF pages, tiling for OCR."""
+    """What the person asked for beyond the files: PDF pages, tiling for OCR.
 
-    pages: list[int] | None = None
+    `question` is read for pages ("pages 2-4") only when a PDF is attached, so a
+    pasted table of contents without one is never refused for naming more than
+    `max_page_ranges` pages.
+    """
+
+    question: str = ""
+    max_page_ranges: int = 100
     tile: bool = False
+
+    def pages(self) -> list[int] | None:
+        return parse_page_request(self.question, max_ranges=self.max_page_ranges)
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,8 @@ async def prepare_uploads(
     uploads: Sequence[Upload], limits: Limits, options: Options, early: EarlyPreparations | None = None
 ) -> Prepared:
     """Prepare every upload at once, keeping the person's order; photos whose
-    preparation began when they were uploaded (`early`) are not prepared twice."""
+    preparation began when they were uploaded (`early`) are not prepared twice.
+    Raises `RequestRefused` when the question names too many PDF pages."""
     ahead = [early.take(u.path) if early else None for u in uploads]
     considered, prepared = uploads[: limits.max_images], Prepared()
     prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
@@ -92,8 +102,10 @@ async def prepare_uploads(
             task.cancel()
             ahead[n] = None
     shares = _media_shares(kinds, limits.max_images)
+    pages = options.pages() if "pdf" in kinds else None
     results = await asyncio.gather(
-        *(_prepare_one(*args, limits, options) for args in zip(considered, kinds, shares, ahead))
+        *(_prepare_one(*args, limits, options.tile, pages)
+          for args in zip(considered, kinds, shares, ahead))
     )
     for result in results:
         _collect(prepared, result)
@@ -137,7 +149,8 @@ def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
 
 
 async def _prepare_one(
-    upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits, options: Options
+    upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits,
+    tile: bool, pages: list[int] | None,
 ) -> ImagePart | Sampled | InvalidAttachment:
     try:
         if kind == "image":
@@ -154,8 +167,8 @@ async def _prepare_one(
             )
         else:
             bundle = await prepare_pdf(
-                upload.name, upload.path, pages=options.pages, max_images=share,
-                tile=options.tile, max_bytes=limits.max_media_bytes,
+                upload.name, upload.path, pages=pages, max_images=share,
+                tile=tile, max_bytes=limits.max_media_bytes,
             )
         return Sampled(bundle, _bundle_parts(upload.key, bundle))
     except InvalidAttachment as refusal:
