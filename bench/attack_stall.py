@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import functools
 import gzip
+import inspect
 import os
 import resource
 import sys
@@ -131,7 +132,7 @@ async def one_round(attack_text: str) -> tuple[float, float, float, str]:
         attack = asyncio.create_task(a.send(attack_text))
         during = await questions_until(b, attack, start)
         await attack
-    return baseline, during, ticker.worst, a.last_text()[:90]
+    return baseline, during, ticker.worst, " | ".join(t[:90] for t in a.texts()[-2:])
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -148,9 +149,12 @@ async def main(args: argparse.Namespace) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     if args.attack == "links":
-        allowed = functools.partial(links.fetch_link, allow=frozenset({"127.0.0.1"}))
-        attachments.fetch_link = allowed
-        text = f"what is in http://127.0.0.1:{server.server_address[1]}/bomb.png"
+        port = server.server_address[1]
+        reach = {"allow": frozenset({"127.0.0.1"})}
+        if "ports" in inspect.signature(links.fetch_link).parameters:  # not before the port check
+            reach["ports"] = links.ALLOWED_PORTS | {port}
+        attachments.fetch_link = functools.partial(links.fetch_link, **reach)
+        text = f"what is in http://127.0.0.1:{port}/bomb.png"
     else:
         text = PAGES_BOMB
     await chainlit_app.on_app_startup()
