@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -191,7 +192,19 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return _with_async_driver(settings.database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{(settings.data_dir / SQLITE_FILE).resolve()}"
+    path = settings.data_dir / SQLITE_FILE
+    _owner_only(path)
+    return f"sqlite+aiosqlite:///{path.resolve()}"
+
+
+def _owner_only(path: Path) -> None:
+    """The SQLite file readable and writable by the app's account only (whatever
+    the umask, and for files made before); SQLite gives its -wal and -shm files
+    the database's mode."""
+    path.touch(mode=0o600, exist_ok=True)
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 def make_engine(url: str) -> AsyncEngine:

@@ -7,11 +7,19 @@ against the fake vLLM server on loopback, and Chainlit's HTTP routes.
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from handlers.i18n import translate
 
 PASSWORD = "s3cret-pass"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def with_credentials(base_url: str) -> str:
@@ -30,3 +38,42 @@ async def test_a_colleague_reading_an_error_learns_nothing_of_the_servers_url(st
     shown = chat.last_text()
     assert shown == translate("error.model_unreachable", "en-US")
     assert PASSWORD not in shown and "127.0.0.1" not in shown
+
+
+def test_another_local_account_cannot_read_the_env_file_setup_writes(tmp_path):
+    """scripts/setup.sh run for real in a copy of the project, with a stand-in
+    .venv whose pip does nothing (no network, no install)."""
+    for name in ("scripts/setup.sh", ".env.example", "requirements.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    python = tmp_path / ".venv/bin/python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\n[ "$1" = "-m" ] && exit 0\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    run = functools.partial(subprocess.run, ["bash", "scripts/setup.sh"], cwd=tmp_path, check=True,
+                            capture_output=True, env={"PATH": os.environ["PATH"]})
+    run(preexec_fn=lambda: os.umask(0o022))
+    env = tmp_path / ".env"
+    assert "CHAINLIT_AUTH_SECRET=" in env.read_text()
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    env.chmod(0o644)  # an install from before: setup (start.sh runs it) tightens it
+    run()
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+
+
+async def test_another_local_account_cannot_read_the_chat_database_or_data_dir(start_app, tmp_path):
+    from tests.chainlit_harness import ChatHarness
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)  # as an older install, or a umask of 022, left it
+    old_umask = os.umask(0o022)
+    try:
+        await start_app(DATA_DIR=str(data))
+        chat = ChatHarness()
+        await chat.start()
+        await chat.send("hello")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    databases = list(data.glob("chat.db*"))
+    assert databases and {stat.S_IMODE(f.stat().st_mode) for f in databases} == {0o600}
