@@ -49,7 +49,7 @@ async def start_services(settings: Settings) -> Services:
         assistant=await start_assistant(settings, store),
         storage=storage,
         store=store,
-        data_layer=database.make_data_layer(settings, storage),
+        data_layer=database.make_data_layer(settings, storage, store.forget_thread),
         users=UserStore(engine),
         _engine=engine,
     )

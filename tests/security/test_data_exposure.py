@@ -77,3 +77,34 @@ async def test_another_local_account_cannot_read_the_chat_database_or_data_dir(s
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     databases = list(data.glob("chat.db*"))
     assert databases and {stat.S_IMODE(f.stat().st_mode) for f in databases} == {0o600}
+
+
+async def test_a_deleted_chat_leaves_no_prepared_images_on_disk(start_app, monkeypatch, tmp_path):
+    import chainlit as cl
+    import httpx
+    from chainlit.auth import create_jwt
+    from chainlit.server import app as chainlit_server
+
+    import chainlit_app
+    from tests.app_helpers import photo, settle
+    from tests.chainlit_harness import ChatHarness
+
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "deleted-chat-test-secret-" + "x" * 20)
+    await start_app()
+    alice = await chainlit_app.services().data_layer.create_user(cl.User(identifier="alice"))
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    await chat.send("What is this?", [photo(tmp_path, "passport.jpg")])
+    await settle()
+    prepared = tmp_path / "data" / "prepared"
+    assert [p for p in prepared.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))  # kept for a resume
+
+    token = create_jwt(cl.User(identifier="alice", metadata={"provider": "password"}))
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.request(
+            "DELETE", "/project/thread", json={"threadId": chat.session.thread_id},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 200, response.text
+    assert list(prepared.rglob("*")) == []
