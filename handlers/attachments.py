@@ -27,7 +27,7 @@ from handlers.errors import InvalidAttachment
 from handlers.images import prepare_file, prepare_image
 from handlers.links import fetch_link
 from handlers.media import MediaBundle
-from handlers.video import looks_like_video, prepare_video
+from handlers.video import DEFAULT_MAX_PIXELS, looks_like_video, prepare_video
 from handlers.workers import run_cpu
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Limits:
     max_image_bytes: int
     max_media_bytes: int  # videos and PDFs
     max_video_seconds: float
+    max_video_pixels: int = DEFAULT_MAX_PIXELS  # in one frame
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ async def prepare_uploads(
     ahead = [early.take(u.path) if early else None for u in uploads]
     considered, prepared = uploads[: limits.max_images], Prepared()
     prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
-    kinds = await asyncio.gather(*(asyncio.to_thread(kind_of, u.path) for u in considered))
+    kinds = await asyncio.gather(
+        *(asyncio.to_thread(kind_of, u.path, limits.max_video_pixels) for u in considered)
+    )
     for n, task in enumerate(ahead):  # only images use theirs; the rest are let go
         if task and (n >= len(kinds) or kinds[n] != "image"):
             task.cancel()
@@ -125,7 +128,7 @@ async def prepare_links(
     return prepared
 
 
-def kind_of(path: Path) -> Kind:
+def kind_of(path: Path, max_video_pixels: int = DEFAULT_MAX_PIXELS) -> Kind:
     try:
         with path.open("rb") as file:
             head = file.read(1024)
@@ -133,7 +136,7 @@ def kind_of(path: Path) -> Kind:
         return "image"  # preparing it will fail the same way, and say so by name
     if looks_like_pdf(head):
         return "pdf"
-    if looks_like_video(path):
+    if looks_like_video(path, max_video_pixels):
         return "video"
     return "image"  # the image path refuses everything it cannot decode, naming the formats
 
@@ -164,6 +167,7 @@ async def _prepare_one(
             bundle = await prepare_video(
                 upload.name, upload.path, max_images=share,
                 max_bytes=limits.max_media_bytes, max_duration_s=limits.max_video_seconds,
+                max_pixels=limits.max_video_pixels,
             )
         else:
             bundle = await prepare_pdf(

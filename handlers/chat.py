@@ -134,6 +134,7 @@ class Assistant:
             max_image_bytes=self.settings.max_upload_bytes,
             max_media_bytes=self.settings.max_media_bytes,
             max_video_seconds=self.settings.max_video_seconds,
+            max_video_pixels=self.settings.max_video_pixels,
         )
 
     def _build_request(self, chat: ChatSession) -> Request:

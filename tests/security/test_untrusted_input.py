@@ -21,7 +21,7 @@ import pytest
 from handlers import attachments, links
 from handlers.i18n import translate
 from tests.app_helpers import sent_images
-from tests.mediacorpus import flat_page, image_bytes, write_pdf
+from tests.mediacorpus import flat_page, image_bytes, write_pdf, write_video
 
 # The message of the attack review: 640 KB that named 80 million pages.
 PAGES_BOMB = "please read pages 1-1000, " + "1-1000, " * 80_000
@@ -170,3 +170,19 @@ async def test_an_image_link_to_a_cloud_metadata_address_is_not_fetched(chat, ap
     name = "metadata.example/img.png"
     assert warned(chat, translate("link.blocked_address", "en-US", name=name))
     assert hostile.seen == [] and sent_images(app.requests[-1]) == []
+
+
+async def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(start_app, fake_vllm, tmp_path):
+    """The limit is lowered so that the test's video can be small: 320×240
+    frames against 256×256, as 16384² frames would be against the default."""
+    from tests.chainlit_harness import ChatHarness
+
+    await start_app(MAX_VIDEO_PIXELS=str(256 * 256))
+    chat = ChatHarness()
+    await chat.start()
+    video = write_video(tmp_path / "huge.mkv", container="matroska", size=(320, 240))
+    await chat.send("What happens in this clip?", [video])
+    refusal = translate("video.too_many_pixels", "en-US", name="huge.mkv", width=320, height=240,
+                        limit_mp="0.0655")
+    assert warned(chat, refusal)
+    assert chat.last_text() == fake_vllm.reply and sent_images(fake_vllm.requests[-1]) == []
