@@ -30,14 +30,17 @@ How a fetch stays outside:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import ipaddress
 import re
 import socket
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import certifi
 import httpx
 
 from handlers.errors import InvalidAttachment
@@ -125,8 +128,9 @@ async def fetch_link(
     name = link_name(url)
     allowed = frozenset(ipaddress.ip_address(address) for address in allow)
     try:
+        tls = await asyncio.to_thread(_tls_context)
         async with asyncio.timeout(timeout), httpx.AsyncClient(
-            trust_env=False, follow_redirects=False, timeout=timeout, headers=HEADERS
+            trust_env=False, follow_redirects=False, timeout=timeout, headers=HEADERS, verify=tls
         ) as client:
             return name, await _follow(client, url, name, max_bytes, resolver, allowed, ports)
     except (TimeoutError, httpx.TimeoutException):
@@ -240,6 +244,13 @@ def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every fetch: building one reads the CA bundle, ~50 ms
+    that httpx would otherwise spend on the event loop for each link."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _tls_name(target: httpx.URL) -> dict[str, str]:
