@@ -21,10 +21,8 @@ How a fetch stays outside:
   swap the address between the check and the connect, and certificates are
   still verified against the host name;
 - the body is streamed and abandoned as soon as it passes `max_bytes`,
-  whatever Content-Length said, and the whole fetch has one deadline;
-- a compressed body (one layer of gzip or deflate; stacked or other encodings
-  are refused) is inflated here, `DECODE_STEP` bytes at a time, and counted as
-  it is inflated, so 591 bytes of `gzip, gzip` never become 256 MiB.
+  whatever Content-Length said or however it was compressed
+  (`handlers.link_body`), and the whole fetch has one deadline.
 """
 
 from __future__ import annotations
@@ -36,14 +34,14 @@ import ipaddress
 import re
 import socket
 import ssl
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import certifi
 import httpx
 
 from handlers.errors import InvalidAttachment
+from handlers.link_body import read_capped
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], "list[str] | Awaitable[list[str]]"]
@@ -52,9 +50,6 @@ ALLOWED_SCHEMES = frozenset({"http", "https"})
 ALLOWED_PORTS = frozenset({80, 443})  # a link without a port uses its scheme's, one of these
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# The body encodings inflated here (zlib's window bits for each); any other is refused.
-ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-DECODE_STEP = 1 << 20  # most bytes inflated at once: a few ms on the event loop
 HEADERS = {
     "User-Agent": "pixtral-chat image fetcher",
     "Accept": "image/*, */*;q=0.5",
@@ -156,7 +151,7 @@ async def _follow(
                 continue
             if not response.is_success:
                 raise InvalidAttachment("link.http_error", name=name, status=response.status_code)
-            return await _read_capped(response, name, max_bytes)
+            return await read_capped(response, name, max_bytes)
     raise InvalidAttachment("link.too_many_redirects", name=name, limit=MAX_REDIRECTS)
 
 
@@ -267,52 +262,3 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def _read_capped(response: httpx.Response, name: str, max_bytes: int) -> bytes:
-    """The body, inflated if it was compressed, refused as soon as it is larger
-    than `max_bytes` — counted as it is inflated, never after."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise InvalidAttachment("link.too_large", name=name, limit_mb=max_bytes // 2**20)
-    inflate = _inflater(response.headers.get("content-encoding", ""), name)
-    body = bytearray()
-    async for piece in _decoded(response.aiter_raw(), inflate, name):
-        body += piece
-        if len(body) > max_bytes:
-            raise InvalidAttachment("link.too_large", name=name, limit_mb=max_bytes // 2**20)
-    return bytes(body)
-
-
-def _inflater(header: str, name: str) -> zlib._Decompress | None:
-    """A zlib decompressor for the body's one encoding, None for none; stacked
-    (`gzip, gzip`) and unknown encodings are refused."""
-    encodings = [e.strip().lower() for e in header.split(",") if e.strip().lower() not in ("", "identity")]
-    if not encodings:
-        return None
-    if len(encodings) > 1 or encodings[0] not in ENCODINGS:
-        raise InvalidAttachment("link.bad_encoding", name=name, encoding=header.strip()[:40])
-    return zlib.decompressobj(ENCODINGS[encodings[0]])
-
-
-async def _decoded(
-    chunks: AsyncIterator[bytes], inflate: zlib._Decompress | None, name: str
-) -> AsyncIterator[bytes]:
-    """The body's bytes as sent, or inflated `DECODE_STEP` bytes at a time
-    (yielding to the event loop between steps). Bytes after the end of the
-    compressed stream are ignored."""
-    async for chunk in chunks:
-        if inflate is None:
-            yield chunk
-            continue
-        while not inflate.eof:
-            try:
-                piece = inflate.decompress(chunk, DECODE_STEP)
-            except zlib.error:
-                raise InvalidAttachment("link.damaged_encoding", name=name) from None
-            chunk = inflate.unconsumed_tail
-            if piece:
-                yield piece
-                await asyncio.sleep(0)
-            if not chunk and len(piece) < DECODE_STEP:
-                break  # all of this chunk inflated; a full step may have left more
