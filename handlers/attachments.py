@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from handlers.conversation import ImagePart
 from handlers.documents import looks_like_pdf, parse_page_request, prepare_pdf
-from handlers.errors import InvalidAttachment
+from handlers.errors import InvalidAttachment, RequestRefused
 from handlers.images import prepare_file, prepare_image
 from handlers.links import fetch_link
 from handlers.media import MediaBundle
@@ -105,7 +105,12 @@ async def prepare_uploads(
             task.cancel()
             ahead[n] = None
     shares = _media_shares(kinds, limits.max_images)
-    pages = options.pages() if "pdf" in kinds else None
+    try:
+        pages = options.pages() if "pdf" in kinds else None
+    except RequestRefused:  # the whole message is refused: nobody will await these
+        for task in filter(None, ahead):
+            task.cancel()
+        raise
     results = await asyncio.gather(
         *(_prepare_one(*args, limits, options.tile, pages)
           for args in zip(considered, kinds, shares, ahead))
