@@ -107,7 +107,12 @@ async def on_chat_resume(thread: ThreadDict) -> None:
 
 @cl.on_settings_update
 async def on_settings_update(values: dict) -> None:
-    _chat().answer_language = values.get("answer_language", "auto")
+    chat = _chat()
+    try:
+        chat.choose_answer_language(values.get("answer_language", chat.answer_language))
+    except UserFacingError as error:  # Chainlit already stored the value: put ours back
+        cl.context.session.chat_settings["answer_language"] = chat.answer_language
+        await cl.ErrorMessage(content=error.message(chat.ui_language)).send()
 
 
 @cl.on_message
@@ -191,7 +196,7 @@ def _new_chat(thread_id: str | None, conversation: Conversation | None = None) -
     chosen = (session.chat_settings or {}).get("answer_language")
     chat = ChatSession(
         ui_language=session.language or "en-US",
-        answer_language=chosen or services().settings.answer_language,
+        answer_language=chosen if chosen in ANSWER_LANGUAGES else services().settings.answer_language,
         thread_id=thread_id,
         conversation=conversation or Conversation(),
     )

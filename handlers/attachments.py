@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from handlers.conversation import ImagePart
-from handlers.documents import looks_like_pdf, prepare_pdf
-from handlers.errors import InvalidAttachment
+from handlers.documents import looks_like_pdf, parse_page_request, prepare_pdf
+from handlers.errors import InvalidAttachment, RequestRefused
 from handlers.images import prepare_file, prepare_image
 from handlers.links import fetch_link
 from handlers.media import MediaBundle
-from handlers.video import looks_like_video, prepare_video
+from handlers.video import DEFAULT_MAX_PIXELS, looks_like_video, prepare_video
 from handlers.workers import run_cpu
 
 if TYPE_CHECKING:
@@ -52,14 +52,24 @@ class Limits:
     max_image_bytes: int
     max_media_bytes: int  # videos and PDFs
     max_video_seconds: float
+    max_video_pixels: int = DEFAULT_MAX_PIXELS  # in one frame
 
 
 @dataclass(frozen=True)
 class Options:
-    """What the person asked for beyond the files: PDF pages, tiling for OCR."""
+    """What the person asked for beyond the files: PDF pages, tiling for OCR.
 
-    pages: list[int] | None = None
+    `question` is read for pages ("pages 2-4") only when a PDF is attached, so a
+    pasted table of contents without one is never refused for naming more than
+    `max_page_ranges` pages.
+    """
+
+    question: str = ""
+    max_page_ranges: int = 100
     tile: bool = False
+
+    def pages(self) -> list[int] | None:
+        return parse_page_request(self.question, max_ranges=self.max_page_ranges)
 
 
 @dataclass(frozen=True)
@@ -82,18 +92,28 @@ async def prepare_uploads(
     uploads: Sequence[Upload], limits: Limits, options: Options, early: EarlyPreparations | None = None
 ) -> Prepared:
     """Prepare every upload at once, keeping the person's order; photos whose
-    preparation began when they were uploaded (`early`) are not prepared twice."""
+    preparation began when they were uploaded (`early`) are not prepared twice.
+    Raises `RequestRefused` when the question names too many PDF pages."""
     ahead = [early.take(u.path) if early else None for u in uploads]
     considered, prepared = uploads[: limits.max_images], Prepared()
     prepared.left_out = [upload.name for upload in uploads[limits.max_images :]]
-    kinds = await asyncio.gather(*(asyncio.to_thread(kind_of, u.path) for u in considered))
+    kinds = await asyncio.gather(
+        *(asyncio.to_thread(kind_of, u.path, limits.max_video_pixels) for u in considered)
+    )
     for n, task in enumerate(ahead):  # only images use theirs; the rest are let go
         if task and (n >= len(kinds) or kinds[n] != "image"):
             task.cancel()
             ahead[n] = None
     shares = _media_shares(kinds, limits.max_images)
+    try:
+        pages = options.pages() if "pdf" in kinds else None
+    except RequestRefused:  # the whole message is refused: nobody will await these
+        for task in filter(None, ahead):
+            task.cancel()
+        raise
     results = await asyncio.gather(
-        *(_prepare_one(*args, limits, options) for args in zip(considered, kinds, shares, ahead))
+        *(_prepare_one(*args, limits, options.tile, pages)
+          for args in zip(considered, kinds, shares, ahead))
     )
     for result in results:
         _collect(prepared, result)
@@ -113,7 +133,7 @@ async def prepare_links(
     return prepared
 
 
-def kind_of(path: Path) -> Kind:
+def kind_of(path: Path, max_video_pixels: int = DEFAULT_MAX_PIXELS) -> Kind:
     try:
         with path.open("rb") as file:
             head = file.read(1024)
@@ -121,7 +141,7 @@ def kind_of(path: Path) -> Kind:
         return "image"  # preparing it will fail the same way, and say so by name
     if looks_like_pdf(head):
         return "pdf"
-    if looks_like_video(path):
+    if looks_like_video(path, max_video_pixels):
         return "video"
     return "image"  # the image path refuses everything it cannot decode, naming the formats
 
@@ -137,7 +157,8 @@ def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
 
 
 async def _prepare_one(
-    upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits, options: Options
+    upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits,
+    tile: bool, pages: list[int] | None,
 ) -> ImagePart | Sampled | InvalidAttachment:
     try:
         if kind == "image":
@@ -151,11 +172,12 @@ async def _prepare_one(
             bundle = await prepare_video(
                 upload.name, upload.path, max_images=share,
                 max_bytes=limits.max_media_bytes, max_duration_s=limits.max_video_seconds,
+                max_pixels=limits.max_video_pixels,
             )
         else:
             bundle = await prepare_pdf(
-                upload.name, upload.path, pages=options.pages, max_images=share,
-                tile=options.tile, max_bytes=limits.max_media_bytes,
+                upload.name, upload.path, pages=pages, max_images=share,
+                tile=tile, max_bytes=limits.max_media_bytes,
             )
         return Sampled(bundle, _bundle_parts(upload.key, bundle))
     except InvalidAttachment as refusal:

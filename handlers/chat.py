@@ -28,14 +28,13 @@ from handlers.attachments import (
     source_key,
 )
 from handlers.conversation import Conversation, ImagePart, Request, Turn
-from handlers.documents import parse_page_request
-from handlers.errors import ModelRejected, PromptTooLong
+from handlers.errors import ModelRejected, PromptTooLong, RequestRefused
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
 from handlers.links import find_image_links
 from handlers.llm import ModelClient, StreamResult
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
-from handlers.settings import Settings
+from handlers.settings import ANSWER_LANGUAGES, Settings
 from handlers.tokens import TokenCounter
 from handlers.uploads import EarlyPreparations
 
@@ -77,6 +76,14 @@ class ChatSession:
     conversation: Conversation = field(default_factory=Conversation)
     last_usage: Usage | None = None
 
+    def choose_answer_language(self, value: object) -> None:
+        """Take the answer language picked in the chat settings. The browser can
+        send anything: a value the app does not offer is refused, and the
+        current language kept."""
+        if value not in ANSWER_LANGUAGES:
+            raise RequestRefused("error.unknown_answer_language", choices=", ".join(ANSWER_LANGUAGES))
+        self.answer_language = value
+
 
 @dataclass
 class Assistant:
@@ -89,6 +96,7 @@ class Assistant:
     early: EarlyPreparations | None = None  # photos prepared as their uploads arrived
 
     async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
+        self._check_length(incoming.text)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
         parts, notices = await self._images_for(incoming, edited)
@@ -118,7 +126,7 @@ class Assistant:
         reused = edited.images if edited else ()
         if reused and {source_key(p) for p in reused} == {u.key for u in incoming.uploads}:
             return reused, []
-        limits, options = self._limits(), _options_for(incoming)
+        limits, options = self._limits(), _options_for(incoming, self.settings.max_page_ranges)
         files = await prepare_uploads(incoming.uploads, limits, options, self.early)
         links = await prepare_links(
             find_image_links(incoming.text), incoming.id,
@@ -126,12 +134,20 @@ class Assistant:
         )
         return tuple(files.parts + links.parts), _attachment_notices(files, links, limits.max_images)
 
+    def _check_length(self, text: str) -> None:
+        """Refuse a message too long to ever fit, before anything reads it."""
+        if len(text) > self.settings.max_message_chars:
+            raise RequestRefused(
+                "error.message_too_long", length=len(text), limit=self.settings.max_message_chars
+            )
+
     def _limits(self) -> Limits:
         return Limits(
             max_images=self.settings.max_images_per_request,
             max_image_bytes=self.settings.max_upload_bytes,
             max_media_bytes=self.settings.max_media_bytes,
             max_video_seconds=self.settings.max_video_seconds,
+            max_video_pixels=self.settings.max_video_pixels,
         )
 
     def _build_request(self, chat: ChatSession) -> Request:
@@ -193,9 +209,9 @@ def compose_question(text: str, command: str | None, *, has_images: bool) -> str
     return text
 
 
-def _options_for(incoming: Incoming) -> Options:
+def _options_for(incoming: Incoming, max_page_ranges: int) -> Options:
     """Pages named in the question ("pages 2-4", "第3页"); tiles when reading small print."""
-    return Options(pages=parse_page_request(incoming.text), tile=incoming.command == "read")
+    return Options(incoming.text, max_page_ranges, tile=incoming.command == "read")
 
 
 def _attachment_notices(files: Prepared, links: Prepared, limit: int) -> list[Notice]:

@@ -23,7 +23,7 @@ Why the types are what they are:
 - `steps.metadata` is JSONB, so Chainlit's favourites query (`LIKE` on it) fails
   on PostgreSQL; leave `features.favorites` off there.
 
-Chainlit is imported only inside `make_data_layer`, so the CLIs that use this
+Chainlit is imported only when `make_data_layer` runs, so the CLIs that use this
 module stay fast and don't create `.chainlit/` wherever they are run.
 """
 
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -191,7 +193,19 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return _with_async_driver(settings.database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{(settings.data_dir / SQLITE_FILE).resolve()}"
+    path = settings.data_dir / SQLITE_FILE
+    _owner_only(path)
+    return f"sqlite+aiosqlite:///{path.resolve()}"
+
+
+def _owner_only(path: Path) -> None:
+    """The SQLite file readable and writable by the app's account only (whatever
+    the umask, and for files made before); SQLite gives its -wal and -shm files
+    the database's mode."""
+    path.touch(mode=0o600, exist_ok=True)
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -202,17 +216,38 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def make_data_layer(settings: Settings, storage: BaseStorageClient) -> SQLAlchemyDataLayer:
+def make_data_layer(
+    settings: Settings, storage: BaseStorageClient,
+    thread_deleted: Callable[[str], Awaitable[None]] | None = None,
+) -> SQLAlchemyDataLayer:
     """Chainlit's own data layer over our schema, storing element files with `storage`.
-    Run `ensure_schema` first (at app start-up): the layer never creates tables."""
-    from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
-
+    Run `ensure_schema` first (at app start-up): the layer never creates tables.
+    `thread_deleted(thread_id)` runs after Chainlit deletes a thread (its rows and
+    uploads), for what the app keeps beside them (the prepared images)."""
     url = database_url(settings)
-    layer = SQLAlchemyDataLayer(
+    layer = _data_layer_class()(
         conninfo=url, connect_args=_connect_args(url), storage_provider=storage
     )
+    layer.thread_deleted = thread_deleted
     _encode_documents(layer.engine)
     return layer
+
+
+@cache
+def _data_layer_class() -> type[SQLAlchemyDataLayer]:
+    from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+
+    class DataLayer(SQLAlchemyDataLayer):
+        """Chainlit's, telling the app when a thread is deleted (`DELETE /project/thread`)."""
+
+        thread_deleted: Callable[[str], Awaitable[None]] | None = None
+
+        async def delete_thread(self, thread_id: str) -> None:
+            await super().delete_thread(thread_id)
+            if self.thread_deleted is not None:
+                await self.thread_deleted(thread_id)
+
+    return DataLayer
 
 
 async def ensure_schema(url: str) -> None:

@@ -18,6 +18,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -68,6 +69,7 @@ async def run(settings: Settings, timeout: float = 60.0) -> list[ServerReport]:
 
 
 def render(reports: Sequence[ServerReport]) -> str:
+    """The report, with any password in a base URL shown as `***`."""
     lines: list[str] = []
     for report in reports:
         lines.append(f"vLLM at {report.base_url}")
@@ -77,7 +79,15 @@ def render(reports: Sequence[ServerReport]) -> str:
                 lines.append(f"  {'':<5} {'':<12} fix: {result.fix}")
     lines.append("")
     lines.append(_summary([result for report in reports for result in report.results]))
-    return "\n".join(lines)
+    return _without_passwords("\n".join(lines), [report.base_url for report in reports])
+
+
+def _without_passwords(text: str, urls: Sequence[str]) -> str:
+    for url in urls:
+        password = urlsplit(url).password
+        if password:
+            text = text.replace(f":{password}@", ":***@")
+    return text
 
 
 def _summary(results: list[CheckResult]) -> str:

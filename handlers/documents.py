@@ -25,7 +25,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 from PIL import Image
 
-from handlers.errors import InvalidAttachment
+from handlers.errors import InvalidAttachment, RequestRefused
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
 from handlers.workers import run_cpu
@@ -41,6 +41,7 @@ _PAGE = re.compile(rb"/Type\s*/Page\b")
 
 _NUMBERS = r"\d+(?:\s*(?:-|–|—|~|to|到|至)\s*\d+)?"
 _LIST = rf"{_NUMBERS}(?:\s*(?:,|，|、|&|and|和)\s*{_NUMBERS})*"
+_PART = re.compile(_NUMBERS)
 _REQUESTS = (
     re.compile(rf"(?<![a-z])(?:pages?|pp?\.)\s*({_LIST})", re.IGNORECASE),
     re.compile(rf"第\s*({_LIST})\s*页"),
@@ -57,19 +58,35 @@ def looks_like_pdf(head: bytes) -> bool:
     return b"%PDF-" in head[:1024]
 
 
-def parse_page_request(text: str) -> list[int] | None:
+def parse_page_request(text: str, *, max_ranges: int) -> list[int] | None:
     """The 1-based pages a message asks for, in the order asked, without repeats;
     None when it names no pages. Understands "page 3", "pages 2-4", "p. 2, 5",
     "pp. 3 to 5", "第2页", "第2-4页", "第2到4页", "第2、5页",
-    "第十二页", "第二至四页"."""
+    "第十二页", "第二至四页".
+
+    Linear and small whatever the text: it stops at `MAX_REQUESTED_PAGES` pages,
+    and a message naming more than `max_ranges` pages or ranges ("pages 1-1000,
+    1-1000, …" pasted 80 000 times) is refused as `error.too_many_page_ranges`.
+    """
     text = _CHINESE_PAGES.sub(lambda m: _CHINESE_NUMBER.sub(_arabic, m.group(0)), text)
-    pages: list[int] = []
+    pages: dict[int, None] = {}
+    for count, part in enumerate(_named_parts(text), start=1):
+        if count > max_ranges:
+            raise RequestRefused("error.too_many_page_ranges", limit=max_ranges)
+        for page in _expand(part):
+            if len(pages) >= MAX_REQUESTED_PAGES:
+                return list(pages)
+            if page > 0:
+                pages[page] = None
+    return list(pages) or None
+
+
+def _named_parts(text: str) -> Iterator[str]:
+    """Each page or range named ("3", "2-4"), one at a time, in the order written."""
     for pattern in _REQUESTS:
         for match in pattern.finditer(text):
-            for part in re.split(r"\s*(?:,|，|、|&|and|和)\s*", match.group(1)):
-                pages.extend(_expand(part))
-    unique = list(dict.fromkeys(page for page in pages if page > 0))
-    return unique[:MAX_REQUESTED_PAGES] or None
+            for part in _PART.finditer(match.group(1)):
+                yield part.group()
 
 
 def _arabic(match: re.Match) -> str:
@@ -84,12 +101,10 @@ def _arabic(match: re.Match) -> str:
     return str(total + digit)
 
 
-def _expand(part: str) -> list[int]:
+def _expand(part: str) -> range:
     ends = [int(n) for n in re.findall(r"\d+", part)]
-    if len(ends) == 1:
-        return ends
-    low, high = sorted(ends)
-    return list(range(low, min(high, low + MAX_REQUESTED_PAGES - 1) + 1))
+    low, high = min(ends), max(ends)
+    return range(low, min(high, low + MAX_REQUESTED_PAGES - 1) + 1)
 
 
 async def prepare_pdf(

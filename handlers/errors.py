@@ -7,6 +7,7 @@ escapes is a bug and is logged, not shown.
 
     UserFacingError
      ├── InvalidAttachment     a file was refused (the rest of the message goes on)
+     ├── RequestRefused        the message or a setting was refused before any work
      ├── PromptTooLong         even the current message alone does not fit
      └── ModelError            the model server failed us
           ├── ModelUnavailable     unreachable, timed out, 5xx, dropped connection
@@ -37,6 +38,11 @@ class UserFacingError(Exception):
 
 class InvalidAttachment(UserFacingError):
     """A file that cannot be used; `key` names the reason, `name` the file."""
+
+
+class RequestRefused(UserFacingError):
+    """A message or a chat setting refused before any work is done on it (too
+    long, too many page ranges, an unknown setting); `key` names the reason."""
 
 
 class PromptTooLong(UserFacingError):

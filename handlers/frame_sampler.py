@@ -75,9 +75,12 @@ def _grab_keyframes(container, stream, times: list[list[float]], box: int):
     half = (len(times) + 1) // 2
 
     def later_half() -> list[list[Shot | None]]:
-        with av.open(container.name) as other:
+        # The demuxer already chosen, and the decoder's options (its pixel cap).
+        demuxer = container.format.name.split(",")[0]
+        with av.open(container.name, format=demuxer, options=dict(stream.codec_context.options)) as other:
             twin = other.streams[stream.index]
             twin.codec_context.skip_frame = "NONKEY"
+            twin.codec_context.options = dict(stream.codec_context.options)
             return _grab_slots(other, twin, times[half:], box)
 
     with ThreadPoolExecutor(1) as pool:

@@ -8,7 +8,8 @@ prepared images (with their labels, e.g. a video frame's time) are kept under
 back into a `Conversation` that sends the model byte for byte what it was sent
 before (so vLLM's prefix cache still holds it). When a prepared copy is missing
 (e.g. data from before it existed), the original upload is prepared again.
-These files are never served over HTTP; only the model sees them.
+These files are never served over HTTP; only the model sees them, and they go
+when their chat is deleted (`forget_thread`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,8 +64,17 @@ class PreparedStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    async def forget_thread(self, thread_id: str) -> None:
+        """Delete a thread's prepared images (its chat was deleted)."""
+        if not thread_id:  # would name the root itself
+            return
+        await asyncio.to_thread(shutil.rmtree, self._thread_folder(thread_id), ignore_errors=True)
+
     def _folder(self, thread_id: str, turn_id: str) -> Path:
-        return self.root / _UNSAFE.sub("_", thread_id) / _UNSAFE.sub("_", turn_id)
+        return self._thread_folder(thread_id) / _UNSAFE.sub("_", turn_id)
+
+    def _thread_folder(self, thread_id: str) -> Path:
+        return self.root / _UNSAFE.sub("_", thread_id)
 
 
 async def rebuild(

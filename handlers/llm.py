@@ -3,7 +3,9 @@
 Owns: the `AsyncOpenAI` clients (one per base URL, tried in order for
 failover), which model to ask for, streaming an answer as plain text, and
 turning every `openai` exception into one of our `ModelError`s, with the
-server's own words where they help the person.
+server's own words where they help the person. The server's URL is never in
+them: people cannot act on it, and it may carry credentials
+(`http://user:pass@host`); the log has it, redacted.
 
 Retries: connection failures and 503 are retried with short backoff, moving to
 the next base URL, but only before the first token — once text has been shown,
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import openai
 
 from handlers.errors import ModelAuthFailed, ModelError, ModelRejected, ModelUnavailable
-from handlers.settings import DEFAULT_MODEL, Settings
+from handlers.settings import DEFAULT_MODEL, Settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class ModelClient:
             try:
                 models = await client.models.list()
             except openai.OpenAIError as error:
-                log.warning("could not list models at %s: %s", client.base_url, error)
+                log.warning("could not list models at %s: %s", redact_url(str(client.base_url)), error)
                 continue
             if models.data:
                 self._model = models.data[0].id
@@ -85,7 +87,7 @@ class ModelClient:
         Cancelling the consumer (the stop button) closes the HTTP stream, which
         makes vLLM abort the request and free its GPU slot.
         """
-        stream, url = await self._open(messages)
+        stream = await self._open(messages)
         try:
             async for chunk in stream:
                 if chunk.usage:
@@ -98,9 +100,9 @@ class ModelClient:
                 if choice.delta and choice.delta.content:
                     yield choice.delta.content
         except openai.APITimeoutError as error:
-            raise ModelUnavailable("error.model_timeout", url=url) from error
+            raise ModelUnavailable("error.model_timeout") from error
         except openai.APIConnectionError as error:
-            raise ModelUnavailable("error.stream_interrupted", url=url) from error
+            raise ModelUnavailable("error.stream_interrupted") from error
         except openai.APIError as error:
             raise ModelUnavailable("error.stream_error", detail=_server_message(error)) from error
         finally:
@@ -121,12 +123,13 @@ class ModelClient:
                     stream=True,
                     stream_options={"include_usage": True},
                 )
-                return stream, _display_url(client)
+                return stream
             except openai.APIError as error:
-                failure = _to_model_error(error, _display_url(client))
+                failure = _to_model_error(error)
                 if not failure.retryable or attempt >= self._settings.connect_retries:
                     raise failure from error
-                log.warning("model server attempt %d failed: %s", attempt + 1, error)
+                log.warning("model server attempt %d at %s failed: %s", attempt + 1,
+                            redact_url(str(client.base_url)), error)
                 await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
                 attempt += 1
 
@@ -138,24 +141,20 @@ def _read_usage(usage, result: StreamResult) -> None:
     result.cached_tokens = details.cached_tokens if details else None
 
 
-def _display_url(client: openai.AsyncOpenAI) -> str:
-    return str(client.base_url).rstrip("/")
-
-
-def _to_model_error(error: openai.APIError, url: str) -> ModelError:
+def _to_model_error(error: openai.APIError) -> ModelError:
     """Translate an `openai` exception into what the person should be told."""
     if isinstance(error, openai.APITimeoutError):
-        return ModelUnavailable("error.model_timeout", url=url)  # minutes lost: no retry
+        return ModelUnavailable("error.model_timeout")  # minutes lost: no retry
     if isinstance(error, openai.APIConnectionError):
-        return ModelUnavailable("error.model_unreachable", url=url, retryable=True)
+        return ModelUnavailable("error.model_unreachable", retryable=True)
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return ModelAuthFailed("error.model_auth", url=url)
+        return ModelAuthFailed("error.model_auth")
     if isinstance(error, openai.NotFoundError):
-        return ModelRejected("error.model_not_found", url=url, detail=_server_message(error))
+        return ModelRejected("error.model_not_found", detail=_server_message(error))
     if isinstance(error, openai.BadRequestError):
         return _bad_request(error)
     status = getattr(error, "status_code", None)
-    return ModelUnavailable("error.model_server_error", status=status, url=url, retryable=status == 503)
+    return ModelUnavailable("error.model_server_error", status=status, retryable=status == 503)
 
 
 def _bad_request(error: openai.BadRequestError) -> ModelError:

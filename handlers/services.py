@@ -15,7 +15,7 @@ from handlers import database
 from handlers.chat import Assistant, start_assistant
 from handlers.history import PreparedStore
 from handlers.settings import Settings
-from handlers.storage import LocalStorageClient
+from handlers.storage import LocalStorageClient, make_private
 from handlers.users import UserStore
 
 
@@ -38,6 +38,7 @@ class Services:
 
 
 async def start_services(settings: Settings) -> Services:
+    make_private(settings.data_dir)
     url = database.database_url(settings)
     await database.ensure_schema(url)
     engine = database.make_engine(url)
@@ -48,7 +49,7 @@ async def start_services(settings: Settings) -> Services:
         assistant=await start_assistant(settings, store),
         storage=storage,
         store=store,
-        data_layer=database.make_data_layer(settings, storage),
+        data_layer=database.make_data_layer(settings, storage, store.forget_thread),
         users=UserStore(engine),
         _engine=engine,
     )

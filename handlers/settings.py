@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -45,6 +46,9 @@ class Settings:
     max_upload_mb: int = 20
     max_media_mb: int = 200
     max_video_seconds: int = 3600
+    max_video_pixels: int = 4096 * 4096
+    max_message_chars: int = 4 * 65536
+    max_page_ranges: int = 100
     request_timeout: float = 300.0
     connect_retries: int = 3
     temperature: float = 0.3
@@ -77,16 +81,22 @@ def load_settings(
 ) -> Settings:
     """Read settings from `environ` (default: the process), then `env_file`."""
     source = _Source(os.environ if environ is None else environ, env_file)
+    max_model_len = source.get("MAX_MODEL_LEN", _positive_int, 65536)
     settings = Settings(
         vllm_base_urls=source.get("VLLM_BASE_URL", _url_list, Settings.vllm_base_urls),
         vllm_api_key=source.get("VLLM_API_KEY", str, None),
         vllm_model=source.get("VLLM_MODEL", str, None),
         max_images_per_request=source.get("MAX_IMAGES_PER_REQUEST", _positive_int, 4),
-        max_model_len=source.get("MAX_MODEL_LEN", _positive_int, 65536),
+        max_model_len=max_model_len,
         max_tokens=source.get("MAX_TOKENS", _positive_int, 1024),
         max_upload_mb=source.get("MAX_UPLOAD_MB", _positive_int, 20),
         max_media_mb=source.get("MAX_MEDIA_MB", _positive_int, 200),
         max_video_seconds=source.get("MAX_VIDEO_SECONDS", _positive_int, 3600),
+        max_video_pixels=source.get("MAX_VIDEO_PIXELS", _positive_int, 4096 * 4096),
+        # No text longer than ~4 characters per token of context fits the model
+        # (English averages ~4, Chinese ~1), so longer messages are refused unread.
+        max_message_chars=source.get("MAX_MESSAGE_CHARS", _positive_int, 4 * max_model_len),
+        max_page_ranges=source.get("MAX_PAGE_RANGES", _positive_int, 100),
         request_timeout=source.get("VLLM_TIMEOUT", _positive_float, 300.0),
         connect_retries=source.get("VLLM_CONNECT_RETRIES", _non_negative_int, 3),
         temperature=source.get("TEMPERATURE", _temperature, 0.3),
@@ -125,6 +135,15 @@ def _url_list(raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"expected http(s) URLs, got {url!r}")
     return urls
+
+
+def redact_url(url: str) -> str:
+    """`url` without the password it may carry, for logs and the doctor's report."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _positive_int(raw: str) -> int:

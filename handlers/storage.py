@@ -92,6 +92,13 @@ class LocalStorageClient(BaseStorageClient):
         """Nothing to release: every call opens and closes its own file."""
 
 
+def make_private(folder: Path) -> None:
+    """Make `folder` (DATA_DIR: chats, uploads, prepared images, the database)
+    reachable by the app's own account only, also when it existed before."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+
+
 def _safe_segment(segment: str) -> str:
     cleaned = _UNSAFE.sub("_", segment).lstrip(".")[:_MAX_SEGMENT]
     return cleaned or "_"

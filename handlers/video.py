@@ -20,6 +20,13 @@ cell is stamped with its time; labels are `mm:ss` (`h:mm:ss` from an hour).
 
 The moments are found without decoding every frame, favouring scene
 changes: see `handlers.frame_sampler`.
+
+What an upload can make FFmpeg do (`open_video`): only the demuxers of
+`VIDEO_CONTAINERS` and `AUDIO_CONTAINERS` may read it (FFmpeg would otherwise
+probe with all of its ~350, among them playlists that open further files), only
+as a local file, and every decoder — also those FFmpeg runs while probing —
+refuses frames of more than `max_pixels` (a small MKV of 16384² frames is
+768 MB a frame). A video whose frames are larger is refused before decoding.
 """
 
 from __future__ import annotations
@@ -35,12 +42,16 @@ from handlers.errors import InvalidAttachment
 from handlers.frame_sampler import Shot, sample, stream_start
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
+from handlers.settings import Settings
 from handlers.workers import run_cpu
 
 VIDEO_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 FORMAT_NAMES = "MP4, MOV, WebM, MKV, AVI"  # for the person: what VIDEO_CONTAINERS means
 # Recognised only so they get a clear "audio only" refusal rather than "not an image".
 AUDIO_CONTAINERS = frozenset({"wav", "mp3", "aac", "ogg", "flac"})
+# FFmpeg's whitelist matches any of a demuxer's comma-separated names.
+DEMUXERS = ",".join(sorted(VIDEO_CONTAINERS | AUDIO_CONTAINERS))
+DEFAULT_MAX_PIXELS = Settings.max_video_pixels
 # Container headers, so a truncated upload is still called a broken video.
 _SIGNATURES = ((4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (0, b"\x1a\x45\xdf\xa3"), (8, b"AVI "))
 # HEIC and AVIF photos are MP4-style files FFmpeg opens as video; their major
@@ -63,7 +74,17 @@ class Layout:
         return self.images * self.columns**2
 
 
-def looks_like_video(path: str | os.PathLike) -> bool:
+def open_video(path: str | os.PathLike, max_pixels: int) -> av.container.InputContainer:
+    """`path` opened as the module doc says: named demuxers, local file only,
+    no decoder (probing included) making a frame of more than `max_pixels`."""
+    return av.open(
+        os.fspath(path),
+        options={"max_pixels": str(max_pixels)},
+        container_options={"format_whitelist": DEMUXERS, "protocol_whitelist": "file"},
+    )
+
+
+def looks_like_video(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
     """Whether `path` belongs to `prepare_video`, judged by content alone.
 
     True for the accepted video containers, and also for files that only
@@ -76,23 +97,24 @@ def looks_like_video(path: str | os.PathLike) -> bool:
     if head[4:8] == b"ftyp" and head[8:12] in _PICTURE_BRANDS:
         return False
     try:
-        with av.open(os.fspath(path)) as container:
+        with open_video(path, max_pixels) as container:
             return container.format.name in VIDEO_CONTAINERS | AUDIO_CONTAINERS
     except av.FFmpegError:
         return any(head[at:at + len(magic)] == magic for at, magic in _SIGNATURES)
 
 
 async def prepare_video(
-    name: str, path: str | os.PathLike, *, max_images: int, max_bytes: int, max_duration_s: float
+    name: str, path: str | os.PathLike, *, max_images: int, max_bytes: int, max_duration_s: float,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> MediaBundle:
     """Sample `path` into at most `max_images` labelled images (see the module doc).
 
     Runs in a worker thread. Refuses, as `InvalidAttachment`: `video.too_large`,
     `video.unsupported_format`, `video.corrupt`, `video.empty`, `video.audio_only`,
-    `video.no_video_stream`, `video.too_long`.
+    `video.no_video_stream`, `video.too_long`, `video.too_many_pixels`.
     """
     return await run_cpu(
-        _prepare, name, os.fspath(path), max_images, max_bytes, max_duration_s
+        _prepare, name, os.fspath(path), max_images, max_bytes, max_duration_s, max_pixels
     )
 
 
@@ -115,13 +137,14 @@ def format_clock(seconds: float, *, hours: bool | None = None) -> str:
 
 
 def _prepare(
-    name: str, path: str, max_images: int, max_bytes: int, max_duration_s: float
+    name: str, path: str, max_images: int, max_bytes: int, max_duration_s: float, max_pixels: int
 ) -> MediaBundle:
     if os.path.getsize(path) > max_bytes:
         raise InvalidAttachment("video.too_large", name=name, limit_mb=max_bytes // 2**20)
     try:
-        with av.open(path) as container:
+        with open_video(path, max_pixels) as container:
             stream = _video_stream(name, container)
+            _check_pixels(name, stream, max_pixels)
             duration = _duration(container, stream)
             _check_duration(name, duration, max_duration_s)
             layout = plan_layout(duration, max_images)
@@ -130,10 +153,20 @@ def _prepare(
     except av.error.EOFError:  # what FFmpeg says of a Matroska file with no frames
         raise InvalidAttachment("video.empty", name=name) from None
     except av.FFmpegError:
-        raise InvalidAttachment("video.corrupt", name=name) from None
+        raise _unreadable(name, path) from None
     if not shots:
         raise InvalidAttachment("video.corrupt", name=name)
     return _bundle(name, shots, layout.columns, duration)
+
+
+def _unreadable(name: str, path: str) -> InvalidAttachment:
+    """A file no allowed demuxer could read (or decode): a broken video if it
+    starts like one, else a format this app does not read."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+    if any(head[at:at + len(magic)] == magic for at, magic in _SIGNATURES):
+        return InvalidAttachment("video.corrupt", name=name)
+    return InvalidAttachment("video.unsupported_format", name=name, formats=FORMAT_NAMES)
 
 
 def _video_stream(name: str, container: av.container.InputContainer) -> av.VideoStream:
@@ -150,6 +183,16 @@ def _video_stream(name: str, container: av.container.InputContainer) -> av.Video
     if container.streams.audio:
         raise InvalidAttachment("video.audio_only", name=name)
     raise InvalidAttachment("video.no_video_stream", name=name)
+
+
+def _check_pixels(name: str, stream: av.VideoStream, max_pixels: int) -> None:
+    """Refuse frames larger than `max_pixels` as the header gives them, and make
+    the decoder refuse them too should the frames themselves say otherwise."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > max_pixels:
+        raise InvalidAttachment("video.too_many_pixels", name=name, width=width, height=height,
+                                limit_mp=f"{max_pixels / 1e6:.3g}")
+    stream.codec_context.options = {"max_pixels": str(max_pixels)}
 
 
 def _check_duration(name: str, duration: float, max_duration_s: float) -> None:

@@ -14,9 +14,10 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt "$@"
 
 if [ ! -f .env ]; then
-    cp .env.example .env
+    (umask 077 && cp .env.example .env)
     echo "Created .env from .env.example — edit VLLM_BASE_URL and VLLM_API_KEY to point at your vLLM server."
 fi
+chmod 600 .env  # it holds the API key and the sign-in secret: the app's account only
 # Sign-in tokens are signed with this secret: one per install, never checked in.
 if [ -z "${CHAINLIT_AUTH_SECRET:-}" ] && ! grep -q '^CHAINLIT_AUTH_SECRET=..*' .env; then
     echo "CHAINLIT_AUTH_SECRET=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env

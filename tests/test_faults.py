@@ -84,7 +84,7 @@ async def test_model_server_killed_mid_answer_and_restarted(chat, fake_vllm):
     await answering  # the callback itself does not fail
 
     shown = chat.last_text()
-    lost = translate("error.stream_interrupted", "en-US", url=fake_vllm.base_url)
+    lost = translate("error.stream_interrupted", "en-US")
     partial, _, note = shown.partition("\n\n---\n")
     assert LONG_REPLY.startswith(partial) and len(partial) < len(LONG_REPLY)
     assert lost in note
@@ -118,7 +118,7 @@ async def test_a_rotated_api_key_is_explained_and_not_retried(start_app, fake_vl
     await chat.send("Hello again")
     error = chat.visible_messages()[-1]
     assert error["isError"]
-    assert fake_vllm.base_url in error["output"] and "VLLM_API_KEY" in error["output"]
+    assert "VLLM_API_KEY" in error["output"]
     assert len(fake_vllm.requests) == 2  # a wrong key is not tried again
 
     fake_vllm.api_key = "key-1"  # the rotation is undone
@@ -138,7 +138,7 @@ async def test_a_burst_of_503_is_retried_without_the_person_noticing(chat, fake_
 
 async def test_a_burst_of_500_is_reported_each_time_then_the_chat_recovers(chat, fake_vllm):
     fake_vllm.fail_next(500, times=5)
-    status_500 = translate("error.model_server_error", "en-US", status=500, url=fake_vllm.base_url)
+    status_500 = translate("error.model_server_error", "en-US", status=500)
     for n in range(5):
         await chat.send(f"Try {n}")
         assert chat.last_text() == status_500

@@ -1,7 +1,8 @@
 """Image links: finding them, and fetching them without reaching inside (SSRF).
 
 The servers are real HTTP(S) on 127.0.0.1. Loopback is refused by default, so
-tests that mean to reach them pass `allow=` with their address; every other
+tests that mean to reach them pass `allow=` with their address (and `fetch`
+allows the link's own port, as the servers' ports are not 80 or 443); every other
 test shows a refusal, and none of them touches the network beyond loopback.
 """
 
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gzip
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -24,7 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from handlers.errors import InvalidAttachment
 from handlers.images import prepare_image
-from handlers.links import fetch_link, find_image_links, is_public, link_name
+from handlers.links import ALLOWED_PORTS, fetch_link, find_image_links, is_public, link_name
 from tests.mediacorpus import image_bytes
 
 LOOPBACK = frozenset({"127.0.0.1"})
@@ -43,6 +47,14 @@ class Routes(BaseHTTPRequestHandler):
 
     def route_img(self, _: str) -> None:
         self.reply(200, PNG, "image/png")
+
+    def route_gzipped(self, encoding: str) -> None:
+        body = gzip.compress(PNG) if "gzip" in encoding else zlib.compress(PNG)
+        self.send_response(200)
+        self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def route_text(self, _: str) -> None:
         self.reply(200, b"<html>not a picture</html>", "text/html")
@@ -143,8 +155,16 @@ def stub(mapping: dict[str, list[str]]):
     return lambda host: mapping.get(host, [])
 
 
+def own_port(url: str) -> frozenset[int]:
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        return ALLOWED_PORTS
+    return ALLOWED_PORTS | {port} if port else ALLOWED_PORTS
+
+
 async def fetch(url: str, **options):
-    options = {"max_bytes": 1_000_000, "timeout": 5.0, **options}
+    options = {"max_bytes": 1_000_000, "timeout": 5.0, "ports": own_port(url), **options}
     return await fetch_link(url, **options)
 
 
@@ -242,7 +262,8 @@ async def test_redirect_to_another_scheme_is_refused(server, location):
     "http://[64:ff9b::a00:1]/", "http://[fd00::1]/", "http://[fe80::1]/",
     "http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/", "http://224.0.0.1/",
     "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/",
-    "https://10.1.2.3/x.png", "http://192.168.1.1:8080/",
+    "https://10.1.2.3/x.png", "http://192.168.1.1:8080/", "http://168.63.129.16/",
+    "http://192.0.0.192/",
 ])
 async def test_inside_addresses_are_refused_before_connecting(url):
     error = await refusal(url)
@@ -327,6 +348,12 @@ async def test_slow_resolver_counts_against_the_deadline():
     assert (await refusal("http://slow-dns.example/", resolver=hanging, timeout=0.3)).key == (
         "link.timeout"
     )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", "identity,gzip"])
+async def test_a_compressed_image_is_inflated(server, encoding):
+    _, body = await fetch(f"http://127.0.0.1:{server.port}/gzipped/{encoding}", allow=LOOPBACK)
+    assert body == PNG
 
 
 async def test_a_web_page_is_fetched_but_refused_as_an_image(server):

@@ -61,11 +61,11 @@ async def test_the_server_image_limit_is_explained(client, fake_vllm):
     assert "MAX_IMAGES_PER_REQUEST" in failure.value.message("en-US")
 
 
-async def test_an_unreachable_server_is_named_and_the_chat_recovers(client, fake_vllm):
+async def test_an_unreachable_server_is_said_and_the_chat_recovers(client, fake_vllm):
     fake_vllm.go_down()
     with pytest.raises(ModelUnavailable) as failure:
         await collect(client)
-    assert fake_vllm.base_url in failure.value.message("en-US")
+    assert failure.value.key == "error.model_unreachable"
     fake_vllm.come_up()
     assert await collect(client) == fake_vllm.reply
 

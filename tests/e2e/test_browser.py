@@ -52,10 +52,11 @@ def words(text: str) -> str:
     return " ".join(text.split())
 
 
-def assert_links_point_at(message: Locator, url: str) -> None:
-    """A URL the page turned into a link must lead exactly there (no words swallowed into it)."""
-    for href in message.locator("a").evaluate_all("links => links.map(a => a.href)"):
-        assert href.rstrip("/") == url, f"the link in {message.inner_text()!r} leads to {href!r}"
+def assert_shows_no_server_url(message: Locator, url: str) -> None:
+    """The model server's address is the administrators' business (and may carry credentials)."""
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    assert host not in message.inner_text()
+    expect(message.locator("a")).to_have_count(0)
 
 
 def test_an_attached_photo_is_answered_as_it_streams(chat: ChatPage, fake: FakeVLLM, photo) -> None:
@@ -141,20 +142,21 @@ def test_a_broken_file_is_named_and_the_valid_image_is_answered(
     assert count_images(request["messages"]) == 1
 
 
-def test_a_stopped_server_is_named_and_the_chat_recovers_when_it_is_back(chat: ChatPage, fake: FakeVLLM) -> None:
+def test_a_stopped_server_is_said_and_the_chat_recovers_when_it_is_back(chat: ChatPage, fake: FakeVLLM) -> None:
     fake.go_down()
     chat.ask("Hello?")
-    error = chat.wait_for_answer(fake.base_url)
+    said = translate("error.model_unreachable", "en-US")
+    error = chat.wait_for_answer(said)
     chat.wait_until_idle()
     expect(error.locator(ERROR_ICON)).to_be_visible()
-    assert_links_point_at(error, fake.base_url)
+    assert_shows_no_server_url(error, fake.base_url)
     chat.screenshot("server-down")
 
     fake.come_up()  # the app is not restarted
     chat.ask("Hello again?")
     chat.wait_for_answer(fake.reply)
     chat.wait_until_idle()
-    earlier_error = chat.answers.filter(has_text=fake.base_url)
+    earlier_error = chat.answers.filter(has_text=said)
     expect(earlier_error).to_have_count(1)  # the error is not lost
     earlier_error.scroll_into_view_if_needed()
     chat.screenshot("server-back")
@@ -176,12 +178,12 @@ def test_a_chinese_browser_gets_the_apps_messages_in_chinese(
 
     fake.go_down()
     chat.ask("这是什么？")
-    expected = translate("error.model_unreachable", "zh-CN", url=fake.base_url)
+    expected = translate("error.model_unreachable", "zh-CN")
     assert CJK.search(expected)
     error = chat.wait_for_answer(expected)
     chat.wait_until_idle()
     chat.screenshot("zh-server-down")
-    assert_links_point_at(error, fake.base_url)
+    assert_shows_no_server_url(error, fake.base_url)
 
     fake.come_up()
     chat.ask("现在呢？")
