@@ -44,8 +44,9 @@ def sent_images(request: dict) -> list[Image.Image]:
 
 
 def question_text(request: dict) -> str:
-    """The text of the request's last message: the question just asked."""
-    return " ".join(p["text"] for p in content_parts(request["messages"][-1:]) if p.get("type") == "text")
+    """The last text of the request's last message: the question just asked (in a first
+    message, the system prompt comes before it)."""
+    return [p["text"] for p in content_parts(request["messages"][-1:]) if p.get("type") == "text"][-1]
 
 
 def words(text: str) -> str:
