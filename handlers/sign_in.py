@@ -84,13 +84,14 @@ def oauth_user(
 
 def verified_emails(raw_user_data: Mapping[str, Any]) -> Iterator[str]:
     """The addresses the provider says it verified, lower-cased. GitHub lists them
-    under `emails` (`verified`); OpenID Connect providers (Google) give `email`
-    with `email_verified`. Anything else is not taken as verified."""
+    under `emails` (`verified`); Google's userinfo v2, which Chainlit asks, gives
+    `email` with `verified_email`, OpenID Connect providers `email_verified`.
+    Anything else is not taken as verified."""
     listed = raw_user_data.get("emails")
     for entry in listed if isinstance(listed, list) else []:
         if isinstance(entry, dict) and entry.get("verified") is True:
             yield from _address(entry.get("email"))
-    if raw_user_data.get("email_verified") in (True, "true"):
+    if any(raw_user_data.get(flag) is True for flag in ("verified_email", "email_verified")):
         yield from _address(raw_user_data.get("email"))
 
 
