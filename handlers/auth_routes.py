@@ -3,7 +3,7 @@
 - `POST /login` (password sign-in): attempts over LOGIN_ATTEMPTS_PER_MINUTE,
   per client address or per user name (`handlers/sign_in_limits.py`), get 429
   with a message in the person's language and `Retry-After`, before any
-  password is hashed. Otherwise Chainlit's route runs unchanged.
+  password is hashed; so do attempts beyond LOGIN_MAX_WAITING in progress at once. Otherwise Chainlit's route runs unchanged.
 - `POST /auth/jwt` (a token traded for a fresh one): Chainlit 2.12 checks only
   the signature, so a removed person, or a session past SESSION_MAX_HOURS,
   could renew forever. Here a token is renewed only while it still counts
@@ -37,6 +37,7 @@ from handlers.i18n import translate
 from handlers.sign_in_limits import AttemptLimiter
 
 Limiter = Callable[[], AttemptLimiter | None]
+BUSY_RETRY_SECONDS = 5
 
 
 def register(app: FastAPI, limiter: Limiter) -> None:
@@ -46,16 +47,15 @@ def register(app: FastAPI, limiter: Limiter) -> None:
         request: Request, response: Response, form_data: OAuth2PasswordRequestForm = Depends()
     ) -> Response:
         found = limiter()
+        if found is None:
+            return await chainlit_login(request, response, form_data)
         keys = (("address", client_address(request)), ("name", form_data.username.lower()))
-        if found is not None and (wait := found.try_attempt(*keys)):
-            seconds = math.ceil(wait)
-            language = request.headers.get("accept-language", "").split(",")[0].split(";")[0]
-            raise HTTPException(
-                status_code=429,
-                detail=translate("sign_in.too_many_attempts", language.strip(), seconds=seconds),
-                headers={"Retry-After": str(seconds)},
-            )
-        return await chainlit_login(request, response, form_data)
+        if wait := found.try_attempt(*keys):
+            raise _too_many(request, "sign_in.too_many_attempts", math.ceil(wait))
+        with found.waiting() as admitted:
+            if not admitted:
+                raise _too_many(request, "sign_in.busy", BUSY_RETRY_SECONDS)
+            return await chainlit_login(request, response, form_data)
 
     _in_front_of(app, chainlit_login, login)
     _in_front_of(app, chainlit_jwt_auth, renew)
@@ -70,6 +70,15 @@ async def renew(request: Request) -> Response:
     if await revocation.is_revoked(token):
         raise HTTPException(status_code=401, detail="Invalid token")
     return await chainlit_jwt_auth(request)
+
+
+def _too_many(request: Request, key: str, seconds: int) -> HTTPException:
+    language = request.headers.get("accept-language", "").split(",")[0].split(";")[0].strip()
+    return HTTPException(
+        status_code=429,
+        detail=translate(key, language, seconds=seconds),
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def secure_cookies(enabled: bool) -> None:

@@ -53,6 +53,6 @@ async def start_services(settings: Settings) -> Services:
         store=store,
         data_layer=database.make_data_layer(settings, storage),
         users=UserStore(engine),
-        sign_ins=AttemptLimiter(settings.login_attempts_per_minute),
+        sign_ins=AttemptLimiter(settings.login_attempts_per_minute, settings.login_max_waiting),
         _engine=engine,
     )

@@ -52,6 +52,7 @@ class Settings:
     auth_header: str | None = None
     auth_proxy_secret: str | None = field(default=None, repr=False)
     login_attempts_per_minute: int = 10
+    login_max_waiting: int = 8
     session_max_hours: int = 360
     cookie_secure: bool = False
     oauth_allowed_domains: frozenset[str] = frozenset()
@@ -95,6 +96,7 @@ def load_settings(
         auth_header=source.get("AUTH_TRUSTED_HEADER", str, None),
         auth_proxy_secret=source.get("AUTH_PROXY_SECRET", _secret, None),
         login_attempts_per_minute=source.get("LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10),
+        login_max_waiting=source.get("LOGIN_MAX_WAITING", _positive_int, 8),
         session_max_hours=source.get("SESSION_MAX_HOURS", _positive_int, 360),
         cookie_secure=source.get("COOKIE_SECURE", _boolean, False),
         oauth_allowed_domains=source.get("OAUTH_ALLOWED_DOMAINS", _lower_set, frozenset()),

@@ -5,6 +5,7 @@ database holds the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -144,6 +145,37 @@ async def test_guessing_passwords_is_refused_after_the_limit_without_hashing(sta
     await users.add("bob", PASSWORD)
     await sign_in(client, "bob", **elsewhere)
     assert len(hashes) == 4
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_flood_from_forged_addresses_cannot_queue_up_behind_the_password_thread(
+    start, client, hashes, monkeypatch
+):
+    await start(LOGIN_MAX_WAITING="2")
+    release = threading.Event()
+    real_verify = PasswordHasher.verify  # the spy, which records the thread
+
+    def held(self, digest, password):
+        release.wait(30)
+        return real_verify(self, digest, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", held)
+
+    def attempt(n: int):
+        return client.post("/login", data={"username": f"user{n}", "password": "guess"},
+                           headers={"X-Real-IP": f"10.0.0.{n}"})
+
+    first = [asyncio.create_task(attempt(n)) for n in (1, 2)]
+    gate = chainlit_app.services().sign_ins
+    for _ in range(1000):
+        if gate._waiting == 2:
+            break
+        await asyncio.sleep(0.01)
+    refused = await attempt(3)
+    release.set()
+    assert refused.status_code == 429 and refused.json()["detail"] == translate("sign_in.busy", "en-US", seconds=5)
+    assert [r.status_code for r in await asyncio.gather(*first)] == [401, 401]
+    assert len(hashes) == 2  # the refused one cost nothing
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
