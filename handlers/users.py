@@ -5,8 +5,8 @@ Hashes live in the app's own `app_credentials` table, not in Chainlit's
 returns it to the browser from `/user`, and a credential has to exist before the
 person first signs in, which is when Chainlit creates their `users` row.
 
-Removing a credential stops new sign-ins and, through `handlers/revocation.py`,
-ends the person's sessions at their next request; it keeps their history.
+Removing a credential, or changing its password, ends the person's sessions at
+their next request (through `handlers/revocation.py`); removing keeps their history.
 Passwords are never logged or printed.
 
     AccountError            the message is meant for the operator at the CLI
