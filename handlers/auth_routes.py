@@ -3,9 +3,11 @@
 - `POST /login` (password sign-in): attempts over LOGIN_ATTEMPTS_PER_MINUTE,
   per client address or per user name (`handlers/sign_in_limits.py`), get 429
   and `Retry-After`, before any password is hashed; so do attempts beyond
-  LOGIN_MAX_WAITING in progress at once. The detail is a key of Chainlit's
-  `auth.login.errors` translations, which its sign-in form shows in the
-  person's language (as it does Chainlit's own "credentialssignin"). Otherwise Chainlit's route runs unchanged.
+  LOGIN_MAX_WAITING in progress at once. Chainlit 2.12's sign-in page shows
+  the translation of the response's *status text* from `auth.login.errors`
+  (not its detail), so "Too Many Requests" has a translation there; the
+  detail, which Chainlit shows in a passing notice, says how long to wait in
+  the language of the request's Accept-Language. Otherwise Chainlit's route runs unchanged.
 - `POST /auth/jwt` (a token traded for a fresh one): Chainlit 2.12 checks only
   the signature, so a removed person, or a session past SESSION_MAX_HOURS,
   could renew forever. Here a token is renewed only while it still counts
@@ -35,12 +37,11 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from handlers import revocation
 from handlers.chainlit_routes import _in_front_of
+from handlers.i18n import translate
 from handlers.sign_in_limits import AttemptLimiter
 
 Limiter = Callable[[], AttemptLimiter | None]
 BUSY_RETRY_SECONDS = 5
-TOO_MANY_SIGN_INS = "tooManySignIns"  # keys in .chainlit/translations/*.json, auth.login.errors
-SIGN_IN_BUSY = "signInBusy"
 
 
 def register(app: FastAPI, limiter: Limiter) -> None:
@@ -54,10 +55,10 @@ def register(app: FastAPI, limiter: Limiter) -> None:
             return await chainlit_login(request, response, form_data)
         keys = (("address", client_address(request)), ("name", form_data.username.lower()))
         if wait := found.try_attempt(*keys):
-            raise _too_many(TOO_MANY_SIGN_INS, math.ceil(wait))
+            raise _too_many(request, "sign_in.too_many_attempts", math.ceil(wait))
         with found.waiting() as admitted:
             if not admitted:
-                raise _too_many(SIGN_IN_BUSY, BUSY_RETRY_SECONDS)
+                raise _too_many(request, "sign_in.busy", BUSY_RETRY_SECONDS)
             return await chainlit_login(request, response, form_data)
 
     _in_front_of(app, chainlit_login, login)
@@ -75,8 +76,10 @@ async def renew(request: Request) -> Response:
     return await chainlit_jwt_auth(request)
 
 
-def _too_many(key: str, seconds: int) -> HTTPException:
-    return HTTPException(status_code=429, detail=key, headers={"Retry-After": str(seconds)})
+def _too_many(request: Request, key: str, seconds: int) -> HTTPException:
+    language = request.headers.get("accept-language", "").split(",")[0].split(";")[0].strip()
+    detail = translate(key, language, seconds=seconds)
+    return HTTPException(status_code=429, detail=detail, headers={"Retry-After": str(seconds)})
 
 
 def secure_cookies(enabled: bool) -> None:

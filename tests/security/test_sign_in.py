@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 import chainlit_app
 from handlers.database import credentials, ensure_schema, make_engine
+from handlers.i18n import translate
 from handlers.settings import SettingsError, load_settings
 from handlers.users import UserStore
 
@@ -62,10 +63,11 @@ async def status_with(client: httpx.AsyncClient, token: str) -> int:
 
 
 async def shown_in_the_sign_in_form(client: httpx.AsyncClient, refused: httpx.Response, language: str) -> str:
-    """What Chainlit's sign-in form shows for an error: its detail looked up in
-    `auth.login.errors` of the translations the page fetches."""
+    """What Chainlit 2.12's sign-in page shows for an error: the response's status
+    text looked up in `auth.login.errors` of the translations the page fetches
+    (tests/e2e/test_sign_in.py sees it in the browser)."""
     page = await client.get("/project/translations", params={"language": language})
-    return page.json()["translation"]["auth"]["login"]["errors"][refused.json()["detail"]]
+    return page.json()["translation"]["auth"]["login"]["errors"][refused.reason_phrase]
 
 
 def claims(token: str) -> dict:
@@ -138,6 +140,8 @@ async def test_guessing_passwords_is_refused_after_the_limit_without_hashing(sta
     )
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
     assert await shown_in_the_sign_in_form(client, refused, "zh-CN") == "登录尝试次数过多。请等一分钟后再试。"
+    seconds = refused.headers["Retry-After"]
+    assert refused.json()["detail"] == translate("sign_in.too_many_attempts", "zh-CN", seconds=seconds)
     assert len(hashes) == 3 and "access_token" not in client.cookies
 
     # Per name: from another address the same name is still refused ...
@@ -178,9 +182,9 @@ async def test_a_flood_from_forged_addresses_cannot_queue_up_behind_the_password
         await asyncio.sleep(0.01)
     refused = await attempt(3)
     release.set()
-    assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"
+    assert refused.status_code == 429 and refused.json()["detail"] == translate("sign_in.busy", "en-US", seconds=5)
     assert await shown_in_the_sign_in_form(client, refused, "en-US") == (
-        "Many people are signing in right now. Please try again in a few seconds."
+        "Too many sign-in attempts. Please wait a minute and try again."
     )
     assert [r.status_code for r in await asyncio.gather(*first)] == [401, 401]
     assert len(hashes) == 2  # the refused one cost nothing
