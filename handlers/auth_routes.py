@@ -53,7 +53,8 @@ def register(app: FastAPI, limiter: Limiter) -> None:
         found = limiter()
         if found is None:
             return await chainlit_login(request, response, form_data)
-        keys = (("address", client_address(request)), ("name", form_data.username.lower()))
+        name = form_data.username.lower()[:64]  # names are at most 64 characters
+        keys = (("address", client_address(request)), ("name", name))
         if wait := found.try_attempt(*keys):
             raise _too_many(request, "sign_in.too_many_attempts", math.ceil(wait))
         with found.waiting() as admitted:
