@@ -15,7 +15,7 @@ from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
 from chainlit.types import ThreadDict
 
-from handlers import chainlit_routes, file_routes, history, revocation
+from handlers import auth_routes, chainlit_routes, file_routes, history, revocation, sign_in
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
@@ -40,6 +40,7 @@ def _upload_arrived(name: str, path: Path) -> None:
 
 
 chainlit_routes.register(chainlit_server, _upload_arrived)
+auth_routes.register(chainlit_server, lambda: _services.sign_ins if _services else None)
 
 
 def services() -> Services:
@@ -52,9 +53,18 @@ def services() -> Services:
 async def on_app_startup() -> None:
     global _services
     _services = await start_services(load_settings())
-    revocation.install(_services.users.has_credential)
-    if _services.settings.auth_header:
+    settings = _services.settings
+    revocation.install(
+        revocation.TokenPolicy(_services.users.tokens_valid_after, settings.session_max_hours * 3600)
+    )
+    auth_routes.secure_cookies(settings.cookie_secure)
+    if settings.auth_header:
         cl.header_auth_callback(_header_login)
+    if get_configured_oauth_providers():  # Chainlit refuses the callback without a provider
+        cl.oauth_callback(oauth_login)
+        if not (settings.oauth_allowed_users or settings.oauth_allowed_domains):
+            log.error("OAuth is configured but OAUTH_ALLOWED_USERS and OAUTH_ALLOWED_DOMAINS are "
+                      "empty: nobody can sign in with it")
 
 
 @cl.on_app_shutdown
@@ -72,21 +82,17 @@ def data_layer():
 @cl.password_auth_callback
 async def password_login(username: str, password: str) -> cl.User | None:
     if await services().users.verify(username, password):
-        return cl.User(identifier=username, metadata={"provider": revocation.PASSWORD_PROVIDER})
+        return sign_in.password_user(username)
     return None
 
 
 async def _header_login(headers) -> cl.User | None:
     """For teams behind an SSO proxy that sets a trusted header (AUTH_TRUSTED_HEADER)."""
-    name = headers.get(services().settings.auth_header)
-    return cl.User(identifier=name, metadata={"provider": "header"}) if name else None
+    return await sign_in.header_user(headers, services().settings, services().users.has_credential)
 
 
-if get_configured_oauth_providers():  # Chainlit refuses the callback without a provider
-
-    @cl.oauth_callback
-    async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User, *_):
-        return default_user
+async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User, *_):
+    return sign_in.oauth_user(provider_id, raw_user_data, default_user, services().settings)
 
 
 @cl.on_chat_start
@@ -130,7 +136,8 @@ async def on_message(message: cl.Message) -> None:
 
 async def _answer(message: cl.Message) -> None:
     chat = _chat()
-    if await revocation.is_revoked(cl.context.session.user, services().users.has_credential):
+    token = cl.context.session.token
+    if token and await revocation.is_revoked(token):
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})

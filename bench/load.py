@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from load_clients import (  # noqa: E402
-    AUTH_HEADER, ChainlitUser, Photo, UserResult, as_the_browser_uploads, direct_user)
+    AUTH_HEADER, PROXY_SECRET, ChainlitUser, Photo, UserResult, as_the_browser_uploads, direct_user)
 from load_report import Run, machine, medians, print_goals, print_tables  # noqa: E402
 from load_servers import (  # noqa: E402
     ROOT, AppProcess, CpuMeter, FakeServer, Profiler, RssSampler, app_environment)
@@ -186,7 +186,7 @@ def started(script: str, fake: FakeServer, log_name: str, extra_env: dict[str, s
         if (ROOT / name).exists():
             (root / name).symlink_to(ROOT / name)
     env = {"CHAINLIT_APP_ROOT": str(root), "DATA_DIR": str(root / "data"), "AUTH_TRUSTED_HEADER": AUTH_HEADER,
-           "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32), **extra_env}
+           "AUTH_PROXY_SECRET": PROXY_SECRET, "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32), **extra_env}
     app = AppProcess(script, free_port(), app_environment(fake.base_url, env), RESULTS / log_name)
     try:
         yield app.start()

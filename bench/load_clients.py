@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ SOCKET_PATH = "/ws/socket.io"
 # (AUTH_TRUSTED_HEADER). The benchmark starts it with this header, as behind an
 # SSO proxy, so that each user is a distinct signed-in person without accounts.
 AUTH_HEADER = "X-Load-Bench-User"
+# What the proxy adds to prove the header is its own (AUTH_PROXY_SECRET); one per run.
+PROXY_SECRET = secrets.token_hex(32)
+PROXY_SECRET_HEADER = "X-Auth-Proxy-Secret"
 CONNECT_TIMEOUT = 30.0  # seconds; a loaded 2-core box can be slow to answer the handshake
 
 
@@ -153,7 +157,9 @@ class ChainlitUser:
             return
         if not config.get("headerAuth"):
             raise RuntimeError(f"the app requires sign-in but not by header; start it with AUTH_TRUSTED_HEADER={AUTH_HEADER}")
-        await self._post_json("/auth/header", {}, headers={AUTH_HEADER: self.identity})
+        await self._post_json(
+            "/auth/header", {}, headers={AUTH_HEADER: self.identity, PROXY_SECRET_HEADER: PROXY_SECRET}
+        )
 
     async def _connect(self) -> None:
         self._sio = socketio.AsyncClient(reconnection=False, http_session=self._http)

@@ -3,7 +3,7 @@
 Chainlit 2.12's `SQLAlchemyDataLayer` runs raw SQL against tables it never
 creates, and its documented schema lags behind what it writes. This module owns
 those tables -- every column 2.12 inserts, updates or selects, no more -- plus
-the app's own `app_credentials`, and `ensure_schema`, which creates them or adds
+the app's own `app_credentials` (with each person's `tokens_valid_after`), and `ensure_schema`, which creates them or adds
 what an older copy lacks. It does not own what goes in them: Chainlit writes the
 history, `handlers.users` the credentials.
 
@@ -40,6 +40,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -177,6 +178,9 @@ credentials = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
+    # Seconds since the epoch: sign-ins before it no longer count (handlers/revocation.py).
+    # 0 for rows from before the column existed: their sign-ins stay valid.
+    Column("tokens_valid_after", Float, nullable=False, server_default=text("0")),
 )
 
 _SQLITE_PROPS_DEFAULT = """

@@ -15,6 +15,7 @@ from handlers import database
 from handlers.chat import Assistant, start_assistant
 from handlers.history import PreparedStore
 from handlers.settings import Settings
+from handlers.sign_in_limits import AttemptLimiter
 from handlers.storage import LocalStorageClient, make_private
 from handlers.users import UserStore
 
@@ -27,12 +28,14 @@ class Services:
     store: PreparedStore
     data_layer: SQLAlchemyDataLayer
     users: UserStore
+    sign_ins: AttemptLimiter
     _engine: AsyncEngine
 
     async def close(self) -> None:
         if self.assistant.early is not None:
             self.assistant.early.close()
         await self.assistant.client.aclose()
+        self.users.close()
         await self._engine.dispose()
         await self.data_layer.engine.dispose()
 
@@ -51,5 +54,6 @@ async def start_services(settings: Settings) -> Services:
         store=store,
         data_layer=database.make_data_layer(settings, storage, store.forget_thread),
         users=UserStore(engine),
+        sign_ins=AttemptLimiter(settings.login_attempts_per_minute, settings.login_max_waiting),
         _engine=engine,
     )

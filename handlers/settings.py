@@ -27,6 +27,7 @@ ANSWER_LANGUAGES = ("auto", "en", "zh")
 # Where the system prompt goes: "first" leads the first user message (follow-ups reuse
 # vLLM's prefix cache), "last" is Mistral's own placement (folded into the last one).
 SYSTEM_PROMPT_PLACEMENTS = ("first", "last")
+MIN_SECRET_LENGTH = 32
 
 T = TypeVar("T")
 
@@ -57,6 +58,13 @@ class Settings:
     data_dir: Path = Path("data")
     database_url: str | None = None
     auth_header: str | None = None
+    auth_proxy_secret: str | None = field(default=None, repr=False)
+    login_attempts_per_minute: int = 10
+    login_max_waiting: int = 8
+    session_max_hours: int = 360
+    cookie_secure: bool = False
+    oauth_allowed_domains: frozenset[str] = frozenset()
+    oauth_allowed_users: frozenset[str] = frozenset()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -107,9 +115,23 @@ def load_settings(
         data_dir=source.get("DATA_DIR", Path, Path("data")),
         database_url=source.get("APP_DATABASE_URL", str, None),
         auth_header=source.get("AUTH_TRUSTED_HEADER", str, None),
+        auth_proxy_secret=source.get("AUTH_PROXY_SECRET", _secret, None),
+        login_attempts_per_minute=source.get("LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10),
+        login_max_waiting=source.get("LOGIN_MAX_WAITING", _positive_int, 8),
+        session_max_hours=source.get("SESSION_MAX_HOURS", _positive_int, 360),
+        cookie_secure=source.get("COOKIE_SECURE", _boolean, False),
+        oauth_allowed_domains=source.get("OAUTH_ALLOWED_DOMAINS", _lower_set, frozenset()),
+        oauth_allowed_users=source.get("OAUTH_ALLOWED_USERS", _lower_set, frozenset()),
     )
     if settings.max_tokens >= settings.max_model_len:
         raise SettingsError("MAX_TOKENS must be smaller than MAX_MODEL_LEN")
+    if settings.auth_header and not settings.auth_proxy_secret:
+        # The app listens on 127.0.0.1, but so does every other process on the host:
+        # a header alone proves nothing, so header sign-in without the secret is refused.
+        raise SettingsError(
+            "AUTH_TRUSTED_HEADER needs AUTH_PROXY_SECRET: a secret the proxy sends with every "
+            "request (see deploy/README.md); without it any local process could sign in as anyone"
+        )
     return settings
 
 
@@ -184,3 +206,22 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 
 _language = _one_of(ANSWER_LANGUAGES)
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < MIN_SECRET_LENGTH:
+        raise ValueError(f"expected at least {MIN_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`)")
+    return raw
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    return value in ("true", "1", "yes")
+
+
+def _lower_set(raw: str) -> frozenset[str]:
+    """Comma-separated names, compared without regard to case."""
+    return frozenset(item.strip().lower() for item in raw.split(",") if item.strip())
+

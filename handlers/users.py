@@ -5,8 +5,8 @@ Hashes live in the app's own `app_credentials` table, not in Chainlit's
 returns it to the browser from `/user`, and a credential has to exist before the
 person first signs in, which is when Chainlit creates their `users` row.
 
-Removing a credential stops new sign-ins and, through `handlers/revocation.py`,
-ends the person's sessions at their next request; it keeps their history.
+Removing a credential, or changing its password, ends the person's sessions at
+their next request (through `handlers/revocation.py`); removing keeps their history.
 Passwords are never logged or printed.
 
     AccountError            the message is meant for the operator at the CLI
@@ -30,9 +30,12 @@ import getpass
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -53,6 +56,7 @@ FIRST_USER = "admin"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+T = TypeVar("T")
 
 
 class AccountError(Exception):
@@ -103,19 +107,32 @@ def check_password(password: str) -> str:
 
 
 class UserStore:
-    """Credentials in `app_credentials`. Hashing runs in a worker thread: argon2
-    takes tens of milliseconds on purpose, and the event loop must not wait."""
+    """Credentials in `app_credentials`.
+
+    Hashing runs on one thread of its own: argon2 takes 64 MiB and tens of
+    milliseconds on purpose, the event loop must not wait, and a flood of sign-in
+    attempts must not take the shared threads that uploads and the database use
+    (nor more than one hash's worth of memory and cores at a time).
+
+    Adding a person or changing their password moves their `tokens_valid_after`
+    to now: every sign-in from before stops counting (handlers/revocation.py).
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._hasher = PasswordHasher()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sign-in")
         # Checked against when the name is unknown, so that case costs the same.
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def add(self, identifier: str, password: str) -> None:
         row = {
             "identifier": check_identifier(identifier),
             "password_hash": await self._hash(password),
+            "tokens_valid_after": time.time(),
         }
         now = _now()
         try:
@@ -148,30 +165,44 @@ class UserStore:
         against a decoy hash so it takes as long; a hash made with older argon2
         parameters is replaced after a successful check."""
         stored = await self._hash_of(identifier)
-        matches = await asyncio.to_thread(self._matches, stored or self._decoy, password)
+        matches = await self._run(self._matches, stored or self._decoy, password)
         if not (matches and stored):
             return False
         if self._hasher.check_needs_rehash(stored):
-            await self._store_hash(identifier, await asyncio.to_thread(self._hasher.hash, password))
+            rehashed = await self._run(self._hasher.hash, password)
+            await self._store_hash(identifier, rehashed, sign_out=False)
         return True
 
     async def has_credential(self, identifier: str) -> bool:
         return await self._hash_of(identifier) is not None
 
+    async def tokens_valid_after(self, identifier: str) -> float | None:
+        """Seconds since the epoch before which this person's sign-ins no longer
+        count; None when they have no password (never had one, or were removed)."""
+        query = select(credentials.c.tokens_valid_after).where(
+            credentials.c.identifier == identifier
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, check_password(password))
+        return await self._run(self._hasher.hash, check_password(password))
 
     async def _hash_of(self, identifier: str) -> str | None:
         query = select(credentials.c.password_hash).where(credentials.c.identifier == identifier)
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
-    async def _store_hash(self, identifier: str, password_hash: str) -> None:
+    async def _store_hash(self, identifier: str, password_hash: str, *, sign_out: bool = True) -> None:
         change = update(credentials).where(credentials.c.identifier == identifier)
+        values = {"password_hash": password_hash, "updated_at": _now()}
+        if sign_out:  # a new password: sessions signed in with the old one end
+            values["tokens_valid_after"] = time.time()
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                change.values(password_hash=password_hash, updated_at=_now())
-            )
+            result = await conn.execute(change.values(**values))
         if result.rowcount == 0:
             raise UnknownUser(f"no user {identifier!r}")
 
@@ -244,14 +275,14 @@ def _read_password(args: argparse.Namespace) -> str:
 async def _run(args: argparse.Namespace, url: str, password: str) -> str:
     await ensure_schema(url)
     engine = make_engine(url)
+    store = UserStore(engine)
     try:
-        store = UserStore(engine)
         if args.command == "add":
             await store.add(args.name, password)
             return f"added {args.name}"
         if args.command == "passwd":
             await store.set_password(args.name, password)
-            return f"changed the password of {args.name}"
+            return f"changed the password of {args.name}: signed out everywhere"
         if args.command == "remove":
             await store.remove(args.name)
             return f"removed {args.name}: signed out everywhere; their chat history is kept"
@@ -259,6 +290,7 @@ async def _run(args: argparse.Namespace, url: str, password: str) -> str:
             return await _first_user(store)
         return _table(await store.accounts())
     finally:
+        store.close()
         await engine.dispose()
 
 

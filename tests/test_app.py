@@ -357,11 +357,14 @@ async def test_removing_a_person_ends_their_sessions_at_once(start_app, monkeypa
         assert carol.status_code == 200
 
 
-async def test_a_tab_still_open_after_the_removal_cannot_chat(start_app, fake_vllm):
+async def test_a_tab_still_open_after_the_removal_cannot_chat(start_app, fake_vllm, monkeypatch):
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "revocation-test-secret-" + "x" * 20)
     await start_app()
     users = chainlit_app.services().users
     await users.add("bob", "a long enough password")
-    tab = ChatHarness(user=cl.User(identifier="bob", metadata={"provider": "password"}))
+    bob = chainlit_app.sign_in.password_user("bob")
+    tab = ChatHarness(user=bob)
+    tab.session.token = create_jwt(bob)  # as Chainlit's socket connection keeps it
     await tab.start()
     await tab.send("Hello?")
     assert tab.last_text() == fake_vllm.reply
@@ -378,11 +381,12 @@ async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkey
     monkeypatch.setattr(config.code, "header_auth_callback", None)
     await start_app()
     assert config.code.header_auth_callback is None
-    await start_app(AUTH_TRUSTED_HEADER="X-Forwarded-User")
+    secret = "proxy-secret-" + "x" * 32
+    await start_app(AUTH_TRUSTED_HEADER="X-Forwarded-User", AUTH_PROXY_SECRET=secret)
     assert config.code.header_auth_callback is not None
-    user = await chainlit_app._header_login({"X-Forwarded-User": "dave"})
+    user = await chainlit_app._header_login({"X-Forwarded-User": "dave", "X-Auth-Proxy-Secret": secret})
     assert user is not None and user.identifier == "dave"
-    assert await chainlit_app._header_login({}) is None
+    assert await chainlit_app._header_login({"X-Auth-Proxy-Secret": secret}) is None
 
 
 async def test_an_unexpected_failure_is_logged_and_apologised_for(chat, app, monkeypatch, caplog):

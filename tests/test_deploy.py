@@ -166,6 +166,18 @@ def test_vllm_hardening_leaves_the_gpus_and_shared_memory_reachable():
     assert "AF_NETLINK" in one(VLLM, "RestrictAddressFamilies").split()
 
 
+def test_vllm_talks_only_to_this_host():
+    assert one(VLLM, "IPAddressDeny") == "any"
+    assert one(VLLM, "IPAddressAllow") == "localhost"
+    assert VLLM_FLAGS["--host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("unit", [VLLM, APP], ids=["vllm", "app"])
+def test_both_services_have_memory_and_thread_ceilings(unit):
+    assert re.fullmatch(r"\d+G", one(unit, "MemoryMax"))
+    assert int(one(unit, "TasksMax")) >= 256
+
+
 def test_the_nccl_fallback_is_there_but_off():
     text = (DEPLOY / "vllm.service").read_text()
     assert re.search(r"^#Environment=NCCL_P2P_DISABLE=1$", text, re.M)
@@ -258,13 +270,30 @@ def test_nginx_passes_the_websocket_and_streams_unbuffered():
     assert "proxy_pass http://127.0.0.1:8001" in text or "server 127.0.0.1:8001;" in text
 
 
-@pytest.mark.parametrize("variant", ["as shipped", "scale-out block uncommented"])
+def test_nginx_overwrites_the_trusted_header_and_limits_sign_ins():
+    text = nginx_active_text()
+    assert re.search(r"^\s*proxy_set_header\s+X-Forwarded-User\s+\$remote_user;", text, re.M)
+    assert APP_ENV_EXAMPLE.cookie_secure is True  # behind nginx's TLS
+    login = re.search(r"location = /login \{([^}]*)\}", text).group(1)
+    assert "zone=visual_assistant_login" in login and "zone=visual_assistant_requests" in login
+    assert "proxy_pass http://visual_assistant;" in login
+    assert re.search(r"limit_req_zone \$visual_assistant_login_key zone=visual_assistant_login:\S+ rate=\d+r/m;", text)
+    assert re.search(r"^\s*limit_conn visual_assistant_connections \d+;", text, re.M)
+    assert re.search(r"^\s*limit_req_status\s+429;", text, re.M)
+    signing_in = _proxy_sign_in(DEPLOY.joinpath("nginx.conf.example").read_text())
+    assert re.search(r'^\s*proxy_set_header\s+X-Auth-Proxy-Secret\s+"', signing_in, re.M)
+    assert re.search(r"^\s*auth_basic\s", signing_in, re.M)
+
+
+@pytest.mark.parametrize("variant", ["as shipped", "scale-out block uncommented", "proxy sign-in uncommented"])
 def test_nginx_accepts_the_example(variant, tmp_path):
     if not shutil.which("nginx") or not shutil.which("openssl"):
         pytest.skip("nginx or openssl is not installed here (apt-get install nginx openssl)")
     site = (DEPLOY / "nginx.conf.example").read_text()
-    if variant != "as shipped":
+    if variant == "scale-out block uncommented":
         site = _scale_out(site)
+    elif variant == "proxy sign-in uncommented":
+        site = _proxy_sign_in(site)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
                     "-keyout", key, "-out", cert], check=True, capture_output=True)
@@ -285,6 +314,14 @@ def _scale_out(site: str) -> str:
     begin, end = site.index("# BEGIN scale-out"), site.index("# END scale-out")
     block = [line[2:] if line.startswith("# ") else line for line in site[begin:end].splitlines()[2:]]
     return site[:begin] + "\n".join(block) + "\n" + site[end:]
+
+
+def _proxy_sign_in(site: str) -> str:
+    """The example with its proxy sign-in block switched on, the way its comment says."""
+    begin, end = site.index("# BEGIN proxy sign-in"), site.index("# END proxy sign-in")
+    lines = site[begin:end].splitlines()
+    switched = [re.sub(r"^(\s*)# ", r"\1", line) if re.match(r"\s*# (auth_|proxy_)", line) else line for line in lines]
+    return site[:begin] + "\n".join(switched) + "\n" + site[end:]
 
 
 # --- outside tools ----------------------------------------------------------

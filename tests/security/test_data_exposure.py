@@ -7,6 +7,8 @@ against the fake vLLM server on loopback, and Chainlit's HTTP routes.
 
 from __future__ import annotations
 
+import time
+
 import functools
 import os
 import shutil
@@ -91,6 +93,7 @@ async def test_a_deleted_chat_leaves_no_prepared_images_on_disk(start_app, monke
 
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "deleted-chat-test-secret-" + "x" * 20)
     await start_app()
+    await chainlit_app.services().users.add("alice", "alice's own password")
     alice = await chainlit_app.services().data_layer.create_user(cl.User(identifier="alice"))
     chat = ChatHarness(user=alice)
     await chat.start()
@@ -99,7 +102,7 @@ async def test_a_deleted_chat_leaves_no_prepared_images_on_disk(start_app, monke
     prepared = tmp_path / "data" / "prepared"
     assert [p for p in prepared.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))  # kept for a resume
 
-    token = create_jwt(cl.User(identifier="alice", metadata={"provider": "password"}))
+    token = create_jwt(cl.User(identifier="alice", metadata={"provider": "password", "signed_in_at": time.time()}))
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.request(
