@@ -29,7 +29,7 @@ from typing import Literal
 from handlers.errors import PromptTooLong
 from handlers.images import PreparedImage
 from handlers.tokens import CountedMessage, TokenCounter
-from handlers.window import plan
+from handlers.window import hidden_counts, plan
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Conversation:
             budget=prompt_budget - counter.estimate(CountedMessage("user", (system,))),
             estimate=lambda index, hidden: counter.estimate(_counted(self.turns[index], hidden)),
         )
-        hidden_before = self._hidden_counts(window.first_image)
+        hidden_before = hidden_counts(self.turns, window.first_image)
         first, prompt_tokens = self._confirm(window.first_turn, system, counter, hidden_before,
                                              prompt_budget, system_first)
         kept = range(first, len(self.turns))
@@ -120,14 +120,6 @@ class Conversation:
             newly_hidden=self._announce_hidden([self.turns[i] for i in kept], hidden_before[first:]),
             newly_dropped=dropped,
         )
-
-    def _hidden_counts(self, first_image: int) -> list[int]:
-        """For each turn, how many of its (oldest) images are out of view."""
-        counts, seen = [], 0
-        for turn in self.turns:
-            counts.append(min(len(turn.images), max(0, first_image - seen)))
-            seen += len(turn.images)
-        return counts
 
     def _confirm(
         self, first: int, system: str, counter: TokenCounter, hidden: list[int],

@@ -67,34 +67,25 @@ def plan(
     system prompt already taken off).
     """
     horizons = image_horizons(turns, max_images)
-    starts = _image_starts(turns)
-    first = 0
-    total = 0
-    last_horizon = -1
+    first = total = 0
+    hidden: list[int] = []
     for k, turn in enumerate(turns):
-        horizon = horizons[k]
-        if horizon != last_horizon:  # earlier turns' costs changed: add them up again
-            total = sum(estimate(j, _hidden(turns, starts, j, horizon)) for j in range(first, k))
-            last_horizon = horizon
-        total += estimate(k, _hidden(turns, starts, k, horizon))
+        if k == 0 or horizons[k] != horizons[k - 1]:  # earlier turns' costs changed: add up again
+            hidden = hidden_counts(turns, horizons[k])
+            total = sum(estimate(j, hidden[j]) for j in range(first, k))
+        total += estimate(k, hidden[k])
         if turn.role != "user" or total <= budget:
             continue
-        while first < k and total > budget * DROP_TO:
-            total -= estimate(first, _hidden(turns, starts, first, horizon))
-            first += 1
-        while first < k and turns[first].role != "user":  # a request starts with the person
-            total -= estimate(first, _hidden(turns, starts, first, horizon))
+        while first < k and (total > budget * DROP_TO or turns[first].role != "user"):
+            total -= estimate(first, hidden[first])  # a request starts with the person, too
             first += 1
     return Window(first_image=horizons[-1] if horizons else 0, first_turn=first)
 
 
-def _image_starts(turns: Sequence[_Turn]) -> list[int]:
-    starts, seen = [], 0
+def hidden_counts(turns: Sequence[_Turn], first_image: int) -> list[int]:
+    """For each turn, how many of its (oldest) images are before `first_image`."""
+    counts, seen = [], 0
     for turn in turns:
-        starts.append(seen)
+        counts.append(min(len(turn.images), max(0, first_image - seen)))
         seen += len(turn.images)
-    return starts
-
-
-def _hidden(turns: Sequence[_Turn], starts: list[int], index: int, horizon: int) -> int:
-    return min(len(turns[index].images), max(0, horizon - starts[index]))
+    return counts
