@@ -99,7 +99,9 @@ class Assistant:
         self._check_length(incoming.text)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
+        self._check_chat_size(conversation)
         parts, notices = await self._images_for(incoming, edited)
+        parts, notices = self._within_chat_images(conversation, parts, notices)
         for notice in notices:
             yield notice
         text = compose_question(incoming.text, incoming.command, has_images=bool(parts))
@@ -140,6 +142,23 @@ class Assistant:
             raise RequestRefused(
                 "error.message_too_long", length=len(text), limit=self.settings.max_message_chars
             )
+
+    def _check_chat_size(self, conversation: Conversation) -> None:
+        """A chat's memory is bounded: past MAX_CHAT_MESSAGES, a new chat is needed."""
+        said = sum(1 for turn in conversation.turns if turn.role == "user")
+        if said >= self.settings.max_chat_messages:
+            raise RequestRefused("error.chat_too_long", limit=self.settings.max_chat_messages)
+
+    def _within_chat_images(
+        self, conversation: Conversation, parts: tuple[ImagePart, ...], notices: list[Notice]
+    ) -> tuple[tuple[ImagePart, ...], list[Notice]]:
+        """A message's images, unless they would take the chat past MAX_CHAT_IMAGES:
+        then none of them (the text still goes), and the person is told why."""
+        limit = self.settings.max_chat_images
+        if not parts or conversation.image_count() + len(parts) <= limit:
+            return parts, notices
+        names = ", ".join(dict.fromkeys(part.image.name for part in parts))
+        return (), [*notices, Notice("notice.chat_image_limit", {"limit": limit, "names": names}, "warning")]
 
     def _limits(self) -> Limits:
         return Limits(

@@ -88,9 +88,10 @@ async def rebuild(
         if step.get("type") == "user_message":
             kept = await asyncio.to_thread(store.load, thread["id"], step["id"])
             text, parts = kept or (None, None)
-            if parts is None:
-                parts = await _prepare_originals(step["id"], elements, original_path, max_bytes)
             text = (step.get("output") or "") if text is None else text
+            if parts is None:  # kept from now on: the next resume does not prepare them again
+                parts = await _prepare_originals(step["id"], elements, original_path, max_bytes)
+                await asyncio.to_thread(store.save, thread["id"], step["id"], text, parts)
             conversation.turns.append(Turn(step["id"], "user", text, parts))
         elif _is_answer(step):
             conversation.add_assistant(step["id"], step.get("output") or "")

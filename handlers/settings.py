@@ -50,6 +50,8 @@ class Settings:
     max_video_pixels: int = 4096 * 4096
     max_message_chars: int = 4 * 65536
     max_page_ranges: int = 100
+    max_chat_messages: int = 400
+    max_chat_images: int = 200
     request_timeout: float = 300.0
     connect_retries: int = 3
     temperature: float = 0.3
@@ -105,6 +107,10 @@ def load_settings(
         # (English averages ~4, Chinese ~1), so longer messages are refused unread.
         max_message_chars=source.get("MAX_MESSAGE_CHARS", _positive_int, 4 * max_model_len),
         max_page_ranges=source.get("MAX_PAGE_RANGES", _positive_int, 100),
+        # What one chat holds in memory (and reloads on resume) is bounded: past these,
+        # a new chat is needed (its earlier messages were long out of the model's view).
+        max_chat_messages=source.get("MAX_CHAT_MESSAGES", _positive_int, 400),
+        max_chat_images=source.get("MAX_CHAT_IMAGES", _positive_int, 200),
         request_timeout=source.get("VLLM_TIMEOUT", _positive_float, 300.0),
         connect_retries=source.get("VLLM_CONNECT_RETRIES", _non_negative_int, 3),
         temperature=source.get("TEMPERATURE", _temperature, 0.3),
