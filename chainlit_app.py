@@ -13,9 +13,10 @@ import chainlit as cl
 from chainlit.input_widget import Select
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
+from chainlit.server import sio as chainlit_socket
 from chainlit.types import ThreadDict
 
-from handlers import chainlit_routes, file_routes, history, revocation
+from handlers import browser_policy, chainlit_routes, file_routes, history, message_guard, revocation
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
@@ -32,6 +33,7 @@ _services: Services | None = None
 _chats = ChatRegistry()
 
 file_routes.register(chainlit_server)
+browser_policy.register(chainlit_server, chainlit_socket)
 
 
 def _upload_arrived(name: str, path: Path) -> None:
@@ -53,6 +55,8 @@ async def on_app_startup() -> None:
     global _services
     _services = await start_services(load_settings())
     revocation.install(_services.users.has_credential)
+    browser_policy.install(_services.settings.allowed_origins)
+    message_guard.install(_services.settings.max_files_per_message, _tell)
     if _services.settings.auth_header:
         cl.header_auth_callback(_header_login)
 
@@ -60,6 +64,7 @@ async def on_app_startup() -> None:
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
     revocation.uninstall()
+    message_guard.uninstall()
     if _services is not None:
         await _services.close()
 
@@ -87,6 +92,15 @@ if get_configured_oauth_providers():  # Chainlit refuses the callback without a 
     @cl.oauth_callback
     async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User, *_):
         return default_user
+
+
+async def _tell(error: UserFacingError, refused: bool) -> None:
+    """What the message guard says about a message as it arrives (handlers/message_guard.py)."""
+    language = cl.context.session.language or "en-US"
+    if refused:
+        await cl.ErrorMessage(content=error.message(language)).send()
+    else:
+        await _send_notice(Notice(error.key, error.params, "warning"), language)
 
 
 @cl.on_chat_start

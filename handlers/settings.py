@@ -49,6 +49,8 @@ class Settings:
     data_dir: Path = Path("data")
     database_url: str | None = None
     auth_header: str | None = None
+    max_files_per_message: int = 8
+    allowed_origins: tuple[str, ...] = ()  # besides the app's own
 
     @property
     def max_upload_bytes(self) -> int:
@@ -86,6 +88,8 @@ def load_settings(
         data_dir=source.get("DATA_DIR", Path, Path("data")),
         database_url=source.get("APP_DATABASE_URL", str, None),
         auth_header=source.get("AUTH_TRUSTED_HEADER", str, None),
+        max_files_per_message=source.get("MAX_FILES_PER_MESSAGE", _positive_int, 8),
+        allowed_origins=source.get("ALLOWED_ORIGINS", _origin_list, ()),
     )
     if settings.max_tokens >= settings.max_model_len:
         raise SettingsError("MAX_TOKENS must be smaller than MAX_MODEL_LEN")
@@ -114,6 +118,16 @@ def _url_list(raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"expected http(s) URLs, got {url!r}")
     return urls
+
+
+def _origin_list(raw: str) -> tuple[str, ...]:
+    """Origins such as `https://chat.example.com`, comma-separated: scheme, host, port, no path."""
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest or "*" in rest:
+            raise ValueError(f"expected origins like https://chat.example.com, got {origin!r}")
+    return origins
 
 
 def _positive_int(raw: str) -> int:
