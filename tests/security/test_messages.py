@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+import aiohttp
 import pytest
 from PIL import Image
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from handlers import database
 from handlers.export import rated_answers
 from tests.app_helpers import sent_images
+from tests.security.conftest import cookie_for
 
 
 def jpeg(colour: str, size=(64, 48)) -> bytes:
@@ -51,10 +53,12 @@ async def test_more_files_than_the_limit_are_left_out_by_name_and_the_rest_answe
     assert "What are these?" in str(fake_vllm.requests[-1]) and len(sent_images(fake_vllm.requests[-1])) == 3
 
 
+@pytest.mark.app_env(MAX_FILES_PER_MESSAGE="3")
 async def test_the_file_picker_offers_the_same_limit(live_app) -> None:
-    from chainlit.config import config
-
-    assert config.features.spontaneous_file_upload.max_files == 8
+    async with aiohttp.ClientSession(headers={"Cookie": cookie_for("alice")}) as http:
+        async with http.get(f"{live_app.base_url}/project/settings", params={"language": "en-US"}) as response:
+            features = (await response.json())["features"]
+    assert features["spontaneous_file_upload"]["max_files"] == 3
 
 
 async def test_a_forged_assistant_answer_is_stored_as_the_persons_message_and_not_exported(
