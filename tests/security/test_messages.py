@@ -35,6 +35,7 @@ async def test_one_upload_named_500_times_is_read_and_saved_once(live_app, tabs,
     asked = await alice.send("What is this?", [photo] * 500)
     await alice.answered(asked)
     assert [e["name"] for e in await elements_of(live_app, asked)] == ["big.jpg"]
+    assert len([d for e, d in alice.events if e == "element" and d["id"] == photo]) == 1  # read and sent once
     assert len(sent_images(fake_vllm.requests[-1])) == 1
     assert not any("left out" in text for text in alice.said())  # nothing was lost: nothing to say
 
