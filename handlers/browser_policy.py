@@ -36,7 +36,7 @@ _allowed: frozenset[str] = frozenset()
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 _EVERY_RESPONSE = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 PAGE_POLICY = (
-    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
     "media-src 'self' blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
@@ -80,10 +80,12 @@ def socket_origin_allowed(origin: str | None, environ: dict) -> bool:
 
 def page_policy(html: bytes) -> str:
     """The CSP for a page: its own inline scripts, by hash, and nothing else inline."""
-    hashes = sorted(
-        {"'sha256-" + base64.b64encode(hashlib.sha256(s).digest()).decode() + "'" for s in _INLINE_SCRIPT.findall(html)}
-    )
-    return PAGE_POLICY.format(hashes=" ".join(hashes)).replace("'self' ;", "'self';")
+    hashes = sorted({_sha256(script) for script in _INLINE_SCRIPT.findall(html)})
+    return PAGE_POLICY.format(scripts=" ".join(["'self'", *hashes]))
+
+
+def _sha256(script: bytes) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
 
 
 class SecurityHeaders:
