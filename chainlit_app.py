@@ -13,9 +13,12 @@ import chainlit as cl
 from chainlit.input_widget import Select
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
+from chainlit.server import sio as chainlit_socket
 from chainlit.types import ThreadDict
 
-from handlers import auth_routes, chainlit_routes, file_routes, history, revocation, sign_in
+from handlers import (
+    auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
+)
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
@@ -32,6 +35,7 @@ _services: Services | None = None
 _chats = ChatRegistry()
 
 file_routes.register(chainlit_server)
+browser_policy.register(chainlit_server, chainlit_socket)
 
 
 def _upload_arrived(name: str, path: Path) -> None:
@@ -57,6 +61,8 @@ async def on_app_startup() -> None:
     revocation.install(
         revocation.TokenPolicy(_services.users.tokens_valid_after, settings.session_max_hours * 3600)
     )
+    browser_policy.install(settings.allowed_origins)
+    message_guard.install(settings.max_files_per_message, _tell)
     auth_routes.secure_cookies(settings.cookie_secure)
     if settings.auth_header:
         cl.header_auth_callback(_header_login)
@@ -70,6 +76,7 @@ async def on_app_startup() -> None:
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
     revocation.uninstall()
+    message_guard.uninstall()
     if _services is not None:
         await _services.close()
 
@@ -93,6 +100,15 @@ async def _header_login(headers) -> cl.User | None:
 
 async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User, *_):
     return sign_in.oauth_user(provider_id, raw_user_data, default_user, services().settings)
+
+
+async def _tell(error: UserFacingError, refused: bool) -> None:
+    """What the message guard says about a message as it arrives (handlers/message_guard.py)."""
+    language = cl.context.session.language or "en-US"
+    if refused:
+        await cl.ErrorMessage(content=error.message(language)).send()
+    else:
+        await _send_notice(Notice(error.key, error.params, "warning"), language)
 
 
 @cl.on_chat_start

@@ -19,6 +19,7 @@ with their type, HEIC and TIFF as the JPEG or PNG the app prepared from them
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import filetype
 from chainlit.auth import get_current_user, reuseable_oauth
@@ -59,7 +60,14 @@ async def serve_file(object_key: str, token: str | None = Depends(reuseable_oaut
     viewer = await _signed_in_identifier(token)
     if viewer is None or viewer != await _owner_of(layer, object_key) or not path.is_file():
         raise _not_found()
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    return await sniffed_response(path, name=path.name, cache="private, max-age=3600")
+
+
+async def sniffed_response(path: Path, *, name: str, cache: str) -> Response:
+    """`path` served by what its bytes are, whatever type it was uploaded with:
+    an image browsers show, inline; anything else (an SVG, a web page) as a
+    download, never rendered by the browser."""
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": cache}
     if shown := await rendition_for(path):
         return Response(shown.data, media_type=shown.mime, headers=headers)
     media_type = await asyncio.to_thread(filetype.guess_mime, str(path))
@@ -67,7 +75,7 @@ async def serve_file(object_key: str, token: str | None = Depends(reuseable_oaut
     return FileResponse(
         path,
         media_type=media_type if inline else "application/octet-stream",
-        filename=path.name,
+        filename=name,
         content_disposition_type="inline" if inline else "attachment",
         headers=headers,
     )

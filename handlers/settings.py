@@ -67,6 +67,8 @@ class Settings:
     cookie_secure: bool = False
     oauth_allowed_domains: frozenset[str] = frozenset()
     oauth_allowed_users: frozenset[str] = frozenset()
+    max_files_per_message: int = 8
+    allowed_origins: tuple[str, ...] = ()  # besides the app's own
 
     @property
     def max_upload_bytes(self) -> int:
@@ -128,6 +130,8 @@ def load_settings(
         cookie_secure=source.get("COOKIE_SECURE", _boolean, False),
         oauth_allowed_domains=source.get("OAUTH_ALLOWED_DOMAINS", _lower_set, frozenset()),
         oauth_allowed_users=source.get("OAUTH_ALLOWED_USERS", _lower_set, frozenset()),
+        max_files_per_message=source.get("MAX_FILES_PER_MESSAGE", _positive_int, 8),
+        allowed_origins=source.get("ALLOWED_ORIGINS", _origin_list, ()),
     )
     if settings.max_tokens >= settings.max_model_len:
         raise SettingsError("MAX_TOKENS must be smaller than MAX_MODEL_LEN")
@@ -172,6 +176,16 @@ def redact_url(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def _origin_list(raw: str) -> tuple[str, ...]:
+    """Origins such as `https://chat.example.com`, comma-separated: scheme, host, port, no path."""
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest or "*" in rest:
+            raise ValueError(f"expected origins like https://chat.example.com, got {origin!r}")
+    return origins
 
 
 def _positive_int(raw: str) -> int:
