@@ -294,7 +294,7 @@ async def test_resume_falls_back_to_the_original_upload(app, start_app, tmp_path
     alice = await signed_in("alice")
     chat = ChatHarness(user=alice)
     await chat.start()
-    await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
+    first = await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
     await settle()
     shutil.rmtree(tmp_path / "data" / "prepared")  # e.g. history from before prepared copies
 
@@ -304,6 +304,8 @@ async def test_resume_falls_back_to_the_original_upload(app, start_app, tmp_path
     await resumed.resume(thread)
     await resumed.send("And now?")
     assert len(sent_images(app.requests[-1])) == 1
+    kept = chainlit_app.services().store.load(chat.session.thread_id, first.id)
+    assert kept is not None and len(kept[1]) == 1  # the next resume reads it back, unprepared
 
 
 async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, start_app, tmp_path):
