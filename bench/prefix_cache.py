@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import io
 import json
 import random
 import socket
@@ -55,7 +54,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handlers.conversation import Conversation, ImagePart, placeholder  # noqa: E402
+from handlers.conversation import ImagePart, placeholder  # noqa: E402
 from handlers.images import PreparedImage, prepare_pil  # noqa: E402
 from handlers.prompts import system_prompt  # noqa: E402
 from handlers.settings import load_settings  # noqa: E402
@@ -98,11 +97,11 @@ class AppClient:
     def ask(self, turn_id: str, text: str, images: list[PreparedImage]) -> list[dict]:
         parts = [self._module.ImagePart(f"{turn_id}-{i}", image) for i, image in enumerate(images)]
         self.conversation.add_user(turn_id, text, parts)
-        options = {"max_images": self._settings.max_images_per_request,
-                   "prompt_budget": self._settings.prompt_budget}
-        if self.name == "app":
-            options["system_first"] = self._settings.system_first
-        return self.conversation.build_request(self._system, self._counter, **options).messages
+        return self.conversation.build_request(self._system, self._counter, **self.options()).messages
+
+    def options(self) -> dict:
+        return {"max_images": self._settings.max_images_per_request,
+                "prompt_budget": self._settings.prompt_budget, "system_first": self._settings.system_first}
 
     def answered(self, turn_id: str, text: str) -> None:
         self.conversation.add_assistant(f"{turn_id}:answer", text)
@@ -110,6 +109,11 @@ class AppClient:
 
 class BeforeClient(AppClient):
     name = "before"
+
+    def options(self) -> dict:  # its build_request has no system_first: Mistral's placement
+        options = super().options()
+        del options["system_first"]
+        return options
 
 
 class IdealClient:
