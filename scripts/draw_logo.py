@@ -1,4 +1,5 @@
-"""Draw the app's logo, favicon and starter icons as SVG files in `public/`.
+"""Draw the app's logo, favicon and starter icons as SVG files in `public/`, and
+write `public/theme.json`, which gives Chainlit's buttons and links the same colour.
 
 Chainlit 2.12 serves `public/logo_light.*` and `public/logo_dark.*` at
 `/logo?theme=…` (the welcome screen and the login page show it 150–200 px
@@ -13,6 +14,7 @@ Run it after changing a colour or a shape, and commit what it writes:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 PUBLIC = Path(__file__).resolve().parent.parent / "public"
@@ -20,6 +22,9 @@ NAME = "Visual Assistant"
 BRAND_FROM, BRAND_TO = "#4f46e5", "#7c3aed"  # indigo to violet
 ICON_STROKE = "#6366f1"  # readable on white and on Chainlit's dark grey
 TEXT = {"light": "#111827", "dark": "#f3f4f6"}
+# Chainlit's own pink (`--primary`, `--ring`: "H S% L%") becomes the brand's indigo:
+# #4f46e5 on white, the lighter #6366f1 on dark grey.
+PRIMARY = {"light": "243 75% 59%", "dark": "239 84% 67%"}
 FONTS = "Inter, 'Segoe UI', Roboto, 'Helvetica Neue', 'DejaVu Sans', Arial, sans-serif"
 
 # The mark, on a 48 × 48 grid: a photo (frame, sun, hills) with a spark in its corner.
@@ -70,11 +75,18 @@ def icon(body: str) -> str:
     )
 
 
+def theme_json() -> str:
+    """Chainlit 2.12 reads `variables.<theme>` from public/theme.json into CSS variables."""
+    variables = {name: {"--primary": hsl, "--ring": hsl} for name, hsl in PRIMARY.items()}
+    return json.dumps({"variables": variables}, indent=4) + "\n"
+
+
 def main() -> None:
     (PUBLIC / "icons").mkdir(parents=True, exist_ok=True)
     for theme in TEXT:
         (PUBLIC / f"logo_{theme}.svg").write_text(logo(theme), encoding="utf-8")
     (PUBLIC / "favicon.svg").write_text(favicon(), encoding="utf-8")
+    (PUBLIC / "theme.json").write_text(theme_json(), encoding="utf-8")
     for name, body in ICONS.items():
         (PUBLIC / "icons" / f"{name}.svg").write_text(icon(body), encoding="utf-8")
 

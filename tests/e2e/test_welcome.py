@@ -6,6 +6,7 @@ Each scenario saves screenshots under test-artifacts/e2e/ (welcome-*.png).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urljoin
@@ -22,6 +23,7 @@ from tests.fake_vllm import FakeVLLM
 REPO = Path(__file__).resolve().parents[2]
 STARTERS = "#starters button"
 WELCOME_LOGO = "#welcome-screen img.logo"
+THEME = json.loads((REPO / "public" / "theme.json").read_text(encoding="utf-8"))
 
 
 def open_welcome(
@@ -71,6 +73,8 @@ def test_the_welcome_shows_the_apps_logo_and_five_starters_in_the_persons_langua
         "placeholder", "把图片拖到这里并提问，或输入 / 选择任务…" if locale == "zh-CN"
         else "Drop images here and ask about them, or type / for a task…"
     )
+    primary = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary')")
+    assert primary.strip() == THEME["variables"][theme]["--primary"]  # the brand's colour, not Chainlit's pink
     chat.screenshot(f"welcome-{locale}-{theme}")
 
 
