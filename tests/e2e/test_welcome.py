@@ -7,17 +7,19 @@ Each scenario saves screenshots under test-artifacts/e2e/ (welcome-*.png).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+from PIL import Image, ImageDraw
 from playwright.sync_api import BrowserContext, Page, expect
 
 from handlers.i18n import translate
 from handlers.prompts import preset_instruction
 from handlers.welcome import STARTER_TASKS
-from tests.e2e.chat_page import TIMEOUT_MS, ChatPage, wait_until
+from tests.e2e.chat_page import TIMEOUT_MS, ChatPage, LoginPage, wait_until
 from tests.fake_vllm import FakeVLLM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,3 +99,38 @@ def test_a_starter_clicked_before_any_image_asks_for_it_and_the_image_gets_its_p
     chat.wait_for_answer(fake.reply)
     chat.wait_until_idle()
     chat.screenshot(f"welcome-starter-answered-{locale}")
+
+
+def shelf_photo(path: Path) -> Path:
+    """A made-up photo for the README: boxes on a shelf, something to count."""
+    image = Image.new("RGB", (1200, 900), "#dbeafe")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 620, 1200, 900), fill="#92400e")
+    for n, colour in enumerate(["#ef4444", "#f59e0b", "#10b981", "#3b82f6", "#8b5cf6"]):
+        left = 80 + n * 215
+        draw.rounded_rectangle((left, 380 - 40 * (n % 2), left + 170, 620), radius=14, fill=colour)
+    image.save(path, "JPEG", quality=90)
+    return path
+
+
+@pytest.mark.skipif(not os.environ.get("README_SCREENSHOT"), reason="set README_SCREENSHOT=1 to retake docs/screenshot.png")
+def test_readme_screenshot(launch_app, vllm_port, new_context, artifacts, fake: FakeVLLM, tmp_path):
+    """docs/screenshot.png: the welcome of someone new (no chats yet, light theme), a photo
+    dropped and a question typed, not yet sent. `README_SCREENSHOT=1 .venv/bin/python -m
+    pytest tests/e2e/test_welcome.py -k readme` retakes it."""
+    person = ("sam", "a password for the screenshot")
+    app = launch_app(f"http://127.0.0.1:{vllm_port}/v1", dict([person]), "readme-app.log")
+    context = new_context(locale="en-US")
+    context.add_init_script("localStorage.setItem('vite-ui-theme', 'light')")
+    page = context.new_page()
+    page.set_viewport_size({"width": 1200, "height": 720})  # less empty space above and below
+    page.goto(app.url)
+    LoginPage(page).sign_in(*person)
+    chat = ChatPage(page, artifacts)
+    chat.wait_until_ready()
+    expect(page.locator(STARTERS)).to_have_count(len(STARTER_TASKS), timeout=TIMEOUT_MS)
+    chat.attach(shelf_photo(tmp_path / "shelf.jpg"))
+    page.fill("#chat-input", "How many boxes are on the shelf?")
+    expect(page.locator("#chat-submit")).to_be_enabled(timeout=TIMEOUT_MS)
+    page.screenshot(path=REPO / "docs" / "screenshot.png")
+    app.stop()
