@@ -1,7 +1,8 @@
 """One turn of the chat, from an incoming message to a streamed answer.
 
 Owns the order of things: cut history back on an edit, prepare attachments,
-enforce the per-message image limit, compose the question (presets), build the
+enforce the per-message image limit, compose the question (presets; a task
+chosen before any image waits for the next message that brings some), build the
 request within the model's limits, stream the answer, and remember it — even a
 partial one cut short by the stop button or a failure.
 
