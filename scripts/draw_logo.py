@@ -4,7 +4,9 @@ write `public/theme.json`, which gives Chainlit's buttons and links the same col
 Chainlit 2.12 serves `public/logo_light.*` and `public/logo_dark.*` at
 `/logo?theme=…` (the welcome screen and the login page show it 150–200 px
 wide) and `public/favicon.*` at `/favicon` (the tab, and the avatar of the
-app's messages). The starter icons are `<img>`s, so they cannot follow the
+app's messages); `public/login.svg` is the login page's picture
+(`login_page_image` in .chainlit/config.toml; without it Chainlit blows the
+favicon up to fill half the screen). The starter icons are `<img>`s, so they cannot follow the
 theme's text colour: they are drawn in the brand colour, readable on both.
 
 Run it after changing a colour or a shape, and commit what it writes:
@@ -27,15 +29,15 @@ TEXT = {"light": "#111827", "dark": "#f3f4f6"}
 PRIMARY = {"light": "243 75% 59%", "dark": "239 84% 67%"}
 FONTS = "Inter, 'Segoe UI', Roboto, 'Helvetica Neue', 'DejaVu Sans', Arial, sans-serif"
 
+GRADIENT = f"""<defs><linearGradient id="brand" x1="0" y1="0" x2="1" y2="1">
+<stop offset="0" stop-color="{BRAND_FROM}"/><stop offset="1" stop-color="{BRAND_TO}"/></linearGradient></defs>"""
 # The mark, on a 48 × 48 grid: a photo (frame, sun, hills) with a spark in its corner.
-MARK = f"""<defs><linearGradient id="brand" x1="0" y1="0" x2="1" y2="1">
-<stop offset="0" stop-color="{BRAND_FROM}"/><stop offset="1" stop-color="{BRAND_TO}"/></linearGradient></defs>
-<rect width="48" height="48" rx="12" fill="url(#brand)"/>
-<rect x="8.5" y="15" width="24" height="22" rx="4" fill="none" stroke="#fff" stroke-width="3"/>
+GLYPH = """<rect x="8.5" y="15" width="24" height="22" rx="4" fill="none" stroke="#fff" stroke-width="3"/>
 <circle cx="16.5" cy="22.5" r="2.6" fill="#fff"/>
 <path d="M10 35 18 27.5 22.5 31.5 26.5 28 31 32.5" fill="none" stroke="#fff" stroke-width="3"
  stroke-linecap="round" stroke-linejoin="round"/>
 <path d="M37.5 6c.5 3.6 1.9 5 5.5 5.5-3.6.5-5 1.9-5.5 5.5-.5-3.6-1.9-5-5.5-5.5 3.6-.5 5-1.9 5.5-5.5z" fill="#fff"/>"""
+MARK = f'{GRADIENT}\n<rect width="48" height="48" rx="12" fill="url(#brand)"/>\n{GLYPH}'
 
 # Lucide-style outlines (24 × 24, 2 px strokes), after the Lucide icons (ISC licence)
 # that the `/` commands use, so a starter and its command look alike.
@@ -68,6 +70,17 @@ def favicon() -> str:
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48" viewBox="0 0 48 48">\n{MARK}\n</svg>\n'
 
 
+def login_image() -> str:
+    """The login page's half-screen picture (Chainlit crops it to cover, keeping the
+    middle): the brand's gradient with the mark's glyph in the middle."""
+    return f"""<svg xmlns="http://www.w3.org/2000/svg" width="640" height="900" viewBox="0 0 640 900">
+{GRADIENT}
+<rect width="640" height="900" fill="url(#brand)"/>
+<g transform="translate(191 342) scale(5)" opacity="0.9">{GLYPH}</g>
+</svg>
+"""
+
+
 def icon(body: str) -> str:
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" width="24" height="24" viewBox="0 0 24 24" fill="none" '
@@ -86,6 +99,7 @@ def main() -> None:
     for theme in TEXT:
         (PUBLIC / f"logo_{theme}.svg").write_text(logo(theme), encoding="utf-8")
     (PUBLIC / "favicon.svg").write_text(favicon(), encoding="utf-8")
+    (PUBLIC / "login.svg").write_text(login_image(), encoding="utf-8")
     (PUBLIC / "theme.json").write_text(theme_json(), encoding="utf-8")
     for name, body in ICONS.items():
         (PUBLIC / "icons" / f"{name}.svg").write_text(icon(body), encoding="utf-8")

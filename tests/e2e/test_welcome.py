@@ -80,6 +80,25 @@ def test_the_welcome_shows_the_apps_logo_and_five_starters_in_the_persons_langua
     chat.screenshot(f"welcome-{locale}-{theme}")
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_login_page_shows_the_apps_logo(new_context, app_url, artifacts, fake: FakeVLLM, theme: str):
+    context = new_context(locale="en-US")
+    context.add_init_script(f"localStorage.setItem('vite-ui-theme', '{theme}')")
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.locator("#email")).to_be_visible(timeout=TIMEOUT_MS)  # not signed in: the login form
+    expect(page.get_by_text("Sign in to Visual Assistant")).to_be_visible()
+    expect(page.get_by_text("User name")).to_be_visible()  # people sign in with a name, not an e-mail
+    logo = page.locator("img.logo")
+    expect(logo).to_be_visible()
+    assert logo.evaluate("image => image.complete && image.naturalWidth") > 0
+    assert served(page, logo.get_attribute("src")) == (REPO / "public" / f"logo_{theme}.svg").read_bytes()
+    picture = page.locator("img[alt=Image]")  # the other half of the page
+    assert served(page, urljoin(page.url, picture.get_attribute("src"))) == (REPO / "public" / "login.svg").read_bytes()
+    expect(page).to_have_title("Visual Assistant")
+    page.screenshot(path=artifacts / f"welcome-login-{theme}.png")
+
+
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
 def test_a_starter_clicked_before_any_image_asks_for_it_and_the_image_gets_its_preset(
     new_context, app_url, signed_in, artifacts, fake: FakeVLLM, photo, locale: str
