@@ -3,6 +3,7 @@ before any image is attached (a starter click, or a `/` command alone)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import chainlit as cl
@@ -112,3 +113,17 @@ async def test_a_chinese_starter_asks_in_chinese(app):
     await chat.send("请识别图片中的文字", command="read")
     assert chat.last_text().endswith(translate("notice.awaiting.read", "zh-CN"))
     assert "拖放" in chat.last_text()
+
+
+def test_the_committed_logo_files_are_what_the_script_draws(tmp_path, monkeypatch):
+    """public/'s logo, favicon, icons and theme come from scripts/draw_logo.py: an edit by
+    hand would be lost the next time someone runs it."""
+    spec = importlib.util.spec_from_file_location("draw_logo", PUBLIC.parent / "scripts" / "draw_logo.py")
+    draw_logo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(draw_logo)
+    monkeypatch.setattr(draw_logo, "PUBLIC", tmp_path)
+    draw_logo.main()
+    drawn = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert drawn  # the script wrote something
+    for name in drawn:
+        assert (tmp_path / name).read_bytes() == (PUBLIC / name).read_bytes(), name
