@@ -18,6 +18,7 @@ from chainlit.types import ThreadDict
 
 from handlers import (
     auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
+    welcome,
 )
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
@@ -109,6 +110,12 @@ async def _tell(error: UserFacingError, refused: bool) -> None:
         await cl.ErrorMessage(content=error.message(language)).send()
     else:
         await _send_notice(Notice(error.key, error.params, "warning"), language)
+
+
+@cl.set_starters
+async def set_starters(user: cl.User | None, language: str | None = None) -> list[cl.Starter]:
+    """The five tasks on the empty chat, in the browser's language (handlers/welcome.py)."""
+    return [cl.Starter(**vars(spec)) for spec in welcome.starters(language)]
 
 
 @cl.on_chat_start

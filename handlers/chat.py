@@ -1,7 +1,8 @@
 """One turn of the chat, from an incoming message to a streamed answer.
 
 Owns the order of things: cut history back on an edit, prepare attachments,
-enforce the per-message image limit, compose the question (presets), build the
+enforce the per-message image limit, compose the question (presets; a task
+chosen before any image waits for the next message that brings some), build the
 request within the model's limits, stream the answer, and remember it — even a
 partial one cut short by the stop button or a failure.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from handlers.attachments import (
@@ -75,6 +76,7 @@ class ChatSession:
     thread_id: str | None = None  # where its prepared images are kept, if history is on
     conversation: Conversation = field(default_factory=Conversation)
     last_usage: Usage | None = None
+    awaiting: str | None = None  # a task chosen before any image: the next images get its preset
 
     def choose_answer_language(self, value: object) -> None:
         """Take the answer language picked in the chat settings. The browser can
@@ -97,6 +99,7 @@ class Assistant:
 
     async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
         self._check_length(incoming.text)
+        incoming = _with_awaited_task(chat, incoming)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
         self._check_chat_size(conversation)
@@ -108,8 +111,11 @@ class Assistant:
         if not text and not parts:
             return  # only refused files: their notices said everything
         if incoming.command and not parts and not conversation.image_count():
-            yield Notice("notice.attach_first", level="warning")
+            chat.awaiting = incoming.command  # e.g. a starter, clicked on the empty chat
+            yield Notice(f"notice.awaiting.{incoming.command}")
             return
+        if parts or incoming.command:
+            chat.awaiting = None
         conversation.add_user(incoming.id, text, parts)
         if self.store and chat.thread_id:
             await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, text, parts)
@@ -226,6 +232,14 @@ def compose_question(text: str, command: str | None, *, has_images: bool) -> str
     if not text and has_images:
         return preset_instruction("describe")
     return text
+
+
+def _with_awaited_task(chat: ChatSession, incoming: Incoming) -> Incoming:
+    """A message with files or links and no task of its own, after a task was chosen
+    with no image (a starter, or a `/` command alone): it gets that task's preset."""
+    if chat.awaiting and not incoming.command and (incoming.uploads or find_image_links(incoming.text)):
+        return replace(incoming, command=chat.awaiting)
+    return incoming
 
 
 def _options_for(incoming: Incoming, max_page_ranges: int) -> Options:

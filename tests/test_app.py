@@ -90,7 +90,7 @@ async def test_a_preset_command_shapes_the_question(chat, app, tmp_path):
 async def test_a_preset_with_no_image_asks_for_one(chat, app):
     await chat.send("", command="read")
     assert app.requests == []
-    assert "Attach" in chat.last_text()
+    assert chat.last_text().endswith(translate("notice.awaiting.read", "en-US"))
 
 
 async def test_old_turns_are_dropped_to_fit_the_context(app, start_app, tmp_path):

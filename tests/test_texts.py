@@ -9,6 +9,7 @@ import pytest
 
 from handlers.i18n import TRANSLATIONS_DIR, resolve_language, translate
 from handlers.prompts import PRESETS, load_prompt, system_prompt
+from handlers.welcome import STARTER_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_PATTERN = re.compile(r"""["']((?:error|notice|attachment|video|pdf|link|preset|settings|auth|history)\.[a-z_0-9.]+)["']""")
@@ -37,6 +38,8 @@ def keys_used_in_code() -> set[str]:
     for path in [ROOT / "chainlit_app.py", *(ROOT / "handlers").glob("*.py")]:
         used.update(KEY_PATTERN.findall(path.read_text(encoding="utf-8")))
     used.update(f"preset.{preset.id}" for preset in PRESETS)
+    used.update(f"notice.awaiting.{preset.id}" for preset in PRESETS)  # handlers/chat.py
+    used.update(f"starter.{task}.{part}" for task in STARTER_TASKS for part in ("label", "message"))
     return used
 
 
