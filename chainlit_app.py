@@ -219,7 +219,7 @@ async def _send_zip(download: chat_download.Download, language: str, limit_mb: i
                          left_out=download.left_out, limit=limit_mb)
     else:
         text = translate("download.ready", language, images=download.images)
-    reply = cl.Message(content="📦 " + text, metadata={"kind": history.DOWNLOAD_KIND})
+    reply = cl.Message(content=text, metadata={"kind": history.DOWNLOAD_KIND})
     await reply.send()
     zip_file = cl.File(name=download.file_name, path=str(download.path), mime="application/zip", display="inline")
     await zip_file.send(for_id=reply.id, persist=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import chainlit as cl
+from PIL import Image
 
 import chainlit_app
 from handlers.i18n import translate
@@ -42,7 +44,7 @@ async def test_a_live_chat_downloads_with_its_photo(app, tmp_path):
     assert images["images/001-receipt.jpg"] == upload.read_bytes()  # the original, not the copy sent
     assert "What is on it?" in markdown and app.reply in markdown
     assert "![receipt.jpg](images/001-receipt.jpg)" in markdown
-    assert chat.last_text().startswith("📦 " + translate("download.ready", "en-US", images=1))
+    assert chat.last_text() == translate("download.ready", "en-US", images=1)
     assert len(app.requests) == 1  # the download asked nothing of the model
 
 
@@ -74,7 +76,7 @@ async def test_a_resumed_chat_downloads_and_the_request_is_not_a_question(app, s
     markdown, images = await download(resumed)
     assert list(images) == ["images/001-猫.jpg"]
     assert markdown.count("## 提问") == 2 and "这是什么？" in markdown and "还有呢？" in markdown
-    assert "📦" not in markdown  # the first download's reply is not part of the chat
+    assert translate("download.ready", "zh-CN", images=1) not in markdown  # nor the first download
 
 
 async def test_someone_elses_chat_is_not_downloaded(app, tmp_path):
@@ -102,3 +104,20 @@ async def test_nothing_to_download_yet_is_said(app):
     await chat.send("", command="download")
     await settle()
     assert chat.last_text() == "ℹ️ " + translate("download.nothing", "en-US")
+
+
+async def test_a_chat_past_the_download_cap_comes_without_its_later_images_and_says_so(start_app, tmp_path):
+    await start_app(MAX_DOWNLOAD_MB="1")
+    alice = await signed_in("alice")
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    noisy = tmp_path / "noisy.jpg"
+    Image.frombytes("RGB", (1000, 1000), os.urandom(3_000_000)).save(noisy, "JPEG", quality=95)
+    assert noisy.stat().st_size > 1024 * 1024
+    await chat.send("What is this?", [noisy])
+    await settle()
+
+    markdown, images = await download(chat)
+
+    assert not images and "noisy.jpg" in markdown
+    assert chat.last_text() == translate("download.ready_left_out", "en-US", images=0, left_out=1, limit=1)
