@@ -147,8 +147,8 @@ def _blocks(
             continue
         if _is_question(step, skip):
             blocks.append(_heading("download.question", step, language))
-            if text:
-                blocks.append(text)
+            if text:  # typed as plain text: its line breaks are kept as such
+                blocks.append("  \n".join(text.splitlines()))
             kept = store.kept_files(thread.get("id") or "", step.get("id") or "")
             blocks.extend(_turn_pictures(by_step[step.get("id") or ""], kept, original_path, language))
         elif step.get("type") == "assistant_message" and kind == ANSWER_KIND:

@@ -89,7 +89,7 @@ def history(tmp_path):
 
 
 def test_the_zip_holds_the_chat_in_order_with_times_and_the_original_photo(history):
-    question = history.step("user_message", "What is on this receipt?")
+    question = history.step("user_message", "What is on this receipt?\nAnd its date?")
     original = jpeg("red", (800, 600))
     element = history.upload(question, "receipt.jpg", original)
     history.prepare(question, [(element, None, jpeg("red"))])
@@ -105,7 +105,7 @@ def test_the_zip_holds_the_chat_in_order_with_times_and_the_original_photo(histo
     assert images["images/001-receipt.jpg"] == original  # as uploaded, not the 1024 px copy
     assert markdown.startswith("# Receipts\n\nDownloaded 2026-12-02 01:30 UTC.")
     order = [
-        "## Question · 2026-12-02 00:01 UTC", "What is on this receipt?", "![receipt.jpg](images/001-receipt.jpg)",
+        "## Question · 2026-12-02 00:01 UTC", "What is on this receipt?  \nAnd its date?", "![receipt.jpg](images/001-receipt.jpg)",
         "> ⚠️ notes.png is not an image.", "## Answer · 2026-12-02 00:03 UTC", "A **total** of 12.50.",
         "## Question · 2026-12-02 00:04 UTC", "谢谢！这是什么颜色？", "红色。",
     ]
