@@ -227,10 +227,14 @@ def _fit(blocks: list[Block], room: int) -> list[Block]:
 
 
 def _picture_file_name(picture: _Picture) -> str:
+    """Named for what the person called it, with the extension of the file that
+    goes in (a prepared copy is a JPEG or PNG, whatever the upload was)."""
     name = safe_file_name(picture.alt)
-    if "." not in name and picture.source is not None and _EXTENSION.match(picture.source.suffix[1:]):
-        name = f"{name}{picture.source.suffix.lower()}"
-    return name
+    suffix = picture.source.suffix[1:] if picture.source is not None else ""
+    if not _EXTENSION.match(suffix):
+        return name
+    stem, dot, extension = name.rpartition(".")
+    return f"{stem if dot and _EXTENSION.match(extension) else name}.{suffix.lower()}"
 
 
 def _render(header: str, blocks: list[Block], language: str, max_bytes: int) -> str:

@@ -173,8 +173,8 @@ def test_a_missing_original_falls_back_to_the_prepared_copy_else_is_named(histor
 
     markdown, images = opened(history.build())
 
-    assert list(images) == ["images/001-kept.jpg"]
-    assert Image.open(io.BytesIO(images["images/001-kept.jpg"])).getpixel((5, 5))[1] > 100  # the green copy
+    assert list(images) == ["images/001-kept.png"]  # the copy's own type: flat colours are prepared as PNG
+    assert Image.open(io.BytesIO(images["images/001-kept.png"])).getpixel((5, 5))[1] > 100  # the green copy
     assert "*lost.jpg: not kept in the history*" in markdown
 
 
