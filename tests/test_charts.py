@@ -14,12 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import charts  # noqa: E402
 
 
-def drawn(path: Path) -> Image.Image:
-    image = Image.open(path)
-    assert image.format == "PNG" and image.width > 600
-    colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+def drawn(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 600
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 20  # more than a blank canvas
-    return image
 
 
 def test_the_photo_chart(tmp_path):
