@@ -17,8 +17,8 @@ from chainlit.server import sio as chainlit_socket
 from chainlit.types import ThreadDict
 
 from handlers import (
-    auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
-    welcome,
+    auth_routes, browser_policy, chainlit_routes, chat_download, file_routes, history, message_guard, revocation,
+    sign_in, welcome,
 )
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
@@ -149,6 +149,9 @@ async def on_message(message: cl.Message) -> None:
     # Chainlit 2.12 runs an edited message's on_message outside the session's
     # current task, so the stop button and a closed tab could not cancel it:
     # while answering, this task is the one they cancel.
+    if message.command == DOWNLOAD_COMMAND:
+        await _send_download(message)
+        return
     session = cl.context.session
     previous, session.current_task = session.current_task, asyncio.current_task()
     try:
@@ -183,6 +186,49 @@ async def _answer(message: cl.Message) -> None:
         raise
     if answer.content:
         await answer.send()
+
+
+DOWNLOAD_COMMAND = "download"
+
+
+async def _send_download(request: cl.Message) -> None:
+    """`/download`: the chat as a zip (handlers/chat_download.py), for its owner only."""
+    language, found = _chat().ui_language, services()
+    request.metadata = {**(request.metadata or {}), "kind": history.DOWNLOAD_KIND}
+    await request.update()  # marked, so that a resume does not take it for a question
+    user = cl.context.session.user
+    try:
+        thread = await chat_download.owned_thread(
+            found.data_layer, cl.context.session.thread_id, user.identifier if user else None
+        )
+        if not chat_download.has_questions(thread, skip=frozenset({request.id})):
+            await cl.Message(content="ℹ️ " + translate("download.nothing", language)).send()
+            return
+        download = await asyncio.to_thread(
+            chat_download.build_download, thread, found.store, found.storage.path_for,
+            language=language, max_bytes=found.settings.max_download_bytes, skip=frozenset({request.id}),
+        )
+    except UserFacingError as error:
+        await cl.ErrorMessage(content=error.message(language)).send()
+        return
+    try:
+        await _send_zip(download, language, found.settings.max_download_mb)
+    finally:
+        download.path.unlink(missing_ok=True)
+
+
+async def _send_zip(download: chat_download.Download, language: str, limit_mb: int) -> None:
+    """Sent from the session's files only (persist=False): a chat's history does not
+    keep copies of itself."""
+    if download.left_out:
+        text = translate("download.ready_left_out", language, images=download.images,
+                         left_out=download.left_out, limit=limit_mb)
+    else:
+        text = translate("download.ready", language, images=download.images)
+    reply = cl.Message(content=text, metadata={"kind": history.DOWNLOAD_KIND})
+    await reply.send()
+    zip_file = cl.File(name=download.file_name, path=str(download.path), mime="application/zip", display="inline")
+    await zip_file.send(for_id=reply.id, persist=False)
 
 
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.
@@ -271,7 +317,7 @@ async def _send_failure(answer: cl.Message, error: UserFacingError, language: st
 
 
 def _commands(language: str) -> list[dict]:
-    return [
+    presets = [
         {
             "id": preset.id,
             "icon": preset.icon,
@@ -280,6 +326,9 @@ def _commands(language: str) -> list[dict]:
         }
         for preset in PRESETS
     ]
+    download = {"id": DOWNLOAD_COMMAND, "icon": "download",
+                "description": translate("download.command", language), "button": False}
+    return [*presets, download]
 
 
 def _language_setting(chat: ChatSession) -> Select:

@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from load_clients import (  # noqa: E402
     AUTH_HEADER, PROXY_SECRET, ChainlitUser, Photo, UserResult, as_the_browser_uploads, direct_user)
+import charts  # noqa: E402
 from load_report import Run, machine, medians, print_goals, print_tables  # noqa: E402
 from load_servers import (  # noqa: E402
     ROOT, AppProcess, CpuMeter, FakeServer, Profiler, RssSampler, app_environment)
@@ -289,6 +290,7 @@ async def main() -> None:
     print(f"medians of {args.repeat} repetition(s) (users and errors: all repetitions added up):")
     print_tables(result)
     print_goals(result, args.stream_users)
+    print(f"wrote {charts.write_load_chart(result, charts.CHARTS / 'load.png').relative_to(ROOT)}")
     if args.json:
         write_json(args, result, repeats, raw)
 

@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import random
 import socket
 import statistics
@@ -60,6 +61,8 @@ from handlers.prompts import system_prompt  # noqa: E402
 from handlers.settings import load_settings  # noqa: E402
 from handlers.tokens import TokenCounter  # noqa: E402
 from tests.real_vllm import RealVLLM  # noqa: E402
+
+import charts  # noqa: E402  (bench/, the script's own folder)
 
 TURNS = 10
 SCRIPTS = {  # the turns (0-based) that bring a photo
@@ -289,6 +292,7 @@ def main() -> int:
     parser.add_argument("--model", default="mistralai/Pixtral-12B-2409")
     args = parser.parse_args()
     before = load_before(args.before)
+    load_start = os.getloadavg()[0]
     real = None
     if not args.base_url:
         real = RealVLLM(Path(tempfile.mkdtemp(prefix="prefix-bench-")), port=free_port(),
@@ -302,7 +306,17 @@ def main() -> int:
         if real:
             real.stop()
     print(table(rows))
+    record(rows, args.repeat, (load_start, os.getloadavg()[0]))
     return 0
+
+
+def record(rows: list[dict], repeat: int, load: tuple[float, float]) -> None:
+    """The table's numbers, as JSON and as the chart in docs/benchmarks.md."""
+    path = charts.write_results("prefix_cache", {"repeat": repeat, "load_average": list(load), "rows": rows})
+    note = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, medians of {repeat} runs, real vLLM CPU build "
+            f"with a tiny random Pixtral, shared 2-core box (load average {load[0]:.1f} → {load[1]:.1f})")
+    chart = charts.write_prefix_cache_chart(rows, note, charts.CHARTS / "prefix_cache.png")
+    print(f"wrote {path.relative_to(ROOT)} and {chart.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from handlers.images import PreparedImage, prepare_file
 log = logging.getLogger(__name__)
 
 ANSWER_KIND = "answer"  # metadata["kind"] of the assistant messages that are answers
+DOWNLOAD_KIND = "download"  # metadata["kind"] of a request for the chat download, and its reply
 MANIFEST = "images.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
@@ -64,6 +65,17 @@ class PreparedStore:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def kept_files(self, thread_id: str, turn_id: str) -> list[tuple[dict, Path]]:
+        """The manifest entries of a turn's prepared images with their paths, without
+        reading the images (for the chat download); empty if nothing was kept."""
+        folder = self._folder(thread_id, turn_id)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            entries = manifest["images"] if isinstance(manifest, dict) else manifest
+            return [(entry, folder / Path(entry["file"]).name) for entry in entries]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
     async def forget_thread(self, thread_id: str) -> None:
         """Delete a thread's prepared images (its chat was deleted)."""
         if not thread_id:  # would name the root itself
@@ -85,7 +97,7 @@ async def rebuild(
     conversation = Conversation()
     elements = thread.get("elements") or []
     for step in sorted(thread.get("steps") or [], key=lambda s: s.get("createdAt") or ""):
-        if step.get("type") == "user_message":
+        if step.get("type") == "user_message" and not _is_download(step):
             kept = await asyncio.to_thread(store.load, thread["id"], step["id"])
             text, parts = kept or (None, None)
             text = (step.get("output") or "") if text is None else text
@@ -96,6 +108,10 @@ async def rebuild(
         elif _is_answer(step):
             conversation.add_assistant(step["id"], step.get("output") or "")
     return conversation
+
+
+def _is_download(step: dict) -> bool:
+    return (step.get("metadata") or {}).get("kind") == DOWNLOAD_KIND
 
 
 def _is_answer(step: dict) -> bool:

@@ -52,6 +52,7 @@ class Settings:
     max_page_ranges: int = 100
     max_chat_messages: int = 400
     max_chat_images: int = 200
+    max_download_mb: int = 100
     request_timeout: float = 300.0
     connect_retries: int = 3
     temperature: float = 0.3
@@ -77,6 +78,10 @@ class Settings:
     @property
     def max_media_bytes(self) -> int:
         return self.max_media_mb * 1024 * 1024
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.max_download_mb * 1024 * 1024
 
     @property
     def system_first(self) -> bool:
@@ -113,6 +118,7 @@ def load_settings(
         # a new chat is needed (its earlier messages were long out of the model's view).
         max_chat_messages=source.get("MAX_CHAT_MESSAGES", _positive_int, 400),
         max_chat_images=source.get("MAX_CHAT_IMAGES", _positive_int, 200),
+        max_download_mb=source.get("MAX_DOWNLOAD_MB", _positive_int, 100),
         request_timeout=source.get("VLLM_TIMEOUT", _positive_float, 300.0),
         connect_retries=source.get("VLLM_CONNECT_RETRIES", _non_negative_int, 3),
         temperature=source.get("TEMPERATURE", _temperature, 0.3),
