@@ -6,13 +6,17 @@ Why not `asyncio.to_thread`: its default pool has cores + 4 threads, so on a
 (the load benchmark measured 70 ms alone, 170 ms in a burst). Queued work
 instead finishes in arrival order, one per core. Light blocking calls (a file
 write, a password hash) stay on `asyncio.to_thread`.
+
+One job may split itself (`run_split`: a HEIC's tiles) over a second, helper
+pool of cores − 1 threads, so that one photo uses every core while the total
+stays bounded: at most 2 × cores − 1 busy threads, whatever arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, partial
 from typing import ParamSpec, TypeVar
@@ -24,6 +28,24 @@ T = TypeVar("T")
 @cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cpu")
+
+
+@cache
+def _helpers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max((os.cpu_count() or 1) - 1, 1), thread_name_prefix="cpu-helper")
+
+
+def run_split(parts: Sequence[Callable[[], T]]) -> list[T]:
+    """Run `parts` side by side, from inside a CPU job: the first on the calling
+    thread, the others on the helper pool; their results in order. Blocking."""
+    if len(parts) <= 1 or (os.cpu_count() or 1) < 2:
+        return [part() for part in parts]
+    others = [_helpers().submit(part) for part in parts[1:]]
+    try:
+        first = parts[0]()
+    finally:
+        results = [future.result() for future in others]  # waits for them even if the first failed
+    return [first, *results]
 
 
 async def run_cpu(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
