@@ -7,6 +7,10 @@ Why not `asyncio.to_thread`: its default pool has cores + 4 threads, so on a
 instead finishes in arrival order, one per core. Light blocking calls (a file
 write, a password hash) stay on `asyncio.to_thread`.
 
+The threads run at a lower priority (`NICENESS`): when photos keep both cores
+busy, the event loop — other people's streaming answers and text questions —
+still gets a core when it needs one, and the photos take what is left.
+
 One job may split itself (`run_split`: a HEIC's tiles) over a second, helper
 pool of cores − 1 threads, so that one photo uses every core while the total
 stays bounded: at most 2 × cores − 1 busy threads, whatever arrives.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, partial
@@ -25,14 +30,29 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+NICENESS = 5  # Linux: the event loop gets ~3/4 of a core it shares with one of these threads
+
+
+def _lower_priority() -> None:
+    """Linux sets niceness per thread (the id is the thread's own), and a thread
+    inherits its creator's: counted from the main thread's, so always NICENESS
+    below it. Elsewhere this does nothing."""
+    try:
+        below = os.getpriority(os.PRIO_PROCESS, os.getpid()) + NICENESS
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), below)
+    except (AttributeError, OSError):
+        pass
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cpu")
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cpu", initializer=_lower_priority)
 
 
 @cache
 def _helpers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max((os.cpu_count() or 1) - 1, 1), thread_name_prefix="cpu-helper")
+    return ThreadPoolExecutor(max_workers=max((os.cpu_count() or 1) - 1, 1), thread_name_prefix="cpu-helper",
+                              initializer=_lower_priority)
 
 
 def run_split(parts: Sequence[Callable[[], T]]) -> list[T]:
