@@ -3,13 +3,14 @@
 Owns: deciding whether bytes are an image we accept (by decoding them, never
 by file name or browser MIME type), refusing the rest with an
 `InvalidAttachment` that names the file, and preparing accepted images —
-EXIF orientation, 8-bit RGB on white, longest side ≤ 1024 px, re-encoded
-compactly — into a `PreparedImage` whose facts (size, token cost, payload)
+EXIF orientation, 8-bit sRGB on white (a Display P3 or other RGB profile
+converted), longest side ≤ 1024 px, re-encoded compactly — into a `PreparedImage` whose facts (size, token cost, payload)
 are worked out once, here.
 
 Does not own: how many images a message may carry or how history is trimmed
 (conversation), PDFs and video (they hand their pages and frames to
-`prepare_pil`), or showing errors (chainlit_app).
+`prepare_pil`), or showing errors (chainlit_app). iPhone-shaped HEICs are
+decoded by `handlers/heic.py` when it can, by pillow-heif otherwise.
 
 Importing this module configures Pillow for untrusted uploads, process-wide:
 it registers the HEIF opener and hands bomb detection to `MAX_PIXELS`.
