@@ -10,7 +10,7 @@ compresses like a 12 MP phone photo, saved as an iPhone saves it — a grid of
 512×512 HEVC tiles (hvc1), the portrait turn as `irot`, a Display P3 ICC
 profile — at two qualities: a typical 2–3 MB file and a 9 MB one.
 
-Rows: `prepare_image` (FFmpeg's decoder on two cores, half scale; see
+Rows: `prepare_image` (FFmpeg's decoder on two cores, each tile scaled straight to its share of 1024 px; see
 handlers/heic.py) against the previous way (pillow-heif/libheif, which decodes
 with DECODE_THREADS=4 by default), wall and CPU medians; and the event loop's
 lag — how late a 10 ms timer fires, what a text-only question's first token
@@ -122,7 +122,7 @@ def main() -> None:
         grid = heic.read_grid(data)
         print(f"\n{kind}: {len(data) / 1e6:.2f} MB, {grid.columns}×{grid.rows} tiles, "
               f"{grid.width}×{grid.height}, irot {grid.rotation}, ICC {len(grid.icc or b'')} B")
-        for label, function in (("prepare_image (FFmpeg, 2 cores, half scale)",
+        for label, function in (("prepare_image (FFmpeg, 2 cores, tiles to 1024 px)",
                                  lambda: images.prepare_image("IMG_0001.HEIC", data, max_bytes=LIMIT)),
                                 ("before: pillow-heif (libheif + libde265)", lambda: without_fast_path(data))):
             median, p90, cpu = timed(function, args.runs)

@@ -1,11 +1,14 @@
-"""iPhone-style HEIC photos decoded fast: FFmpeg's HEVC decoder, tiles on two cores, half scale.
+"""iPhone-style HEIC photos decoded fast: FFmpeg's HEVC decoder, tiles on two cores, at 1024 px.
 
 Why: a 12 MP iPhone HEIC is a grid of 48 HEVC tiles of 512×512. libheif
 (pillow-heif) decodes it with libde265 and converts it to full-size RGB: ~650 ms
 of CPU for a 2 MB file on the 2-core box. FFmpeg's decoder (PyAV, already here
-for videos) takes ~290 ms for the same tiles, and each tile is converted
-straight to half-size RGB (`swscale`), as a JPEG's draft mode would; the tiles
-are split over the CPU pool's helper thread (`workers.run_split`).
+for videos) takes ~290 ms for the same tiles, and each tile is converted by
+`swscale` straight to RGB at its share of the 1024 px result (area-averaged),
+so neither a full-size nor a half-size picture is ever made (~2.4 MB of pixels
+instead of 36 MB); the tiles are split over the CPU pool's helper thread
+(`workers.run_split`). The turn (`irot`) is left to the caller as an EXIF
+orientation, which turns the small result.
 
 Owns only the common shape: a `grid` primary item of 8-bit 4:2:0 HEVC tiles,
 turned by `irot` at most. Anything else — no grid, alpha, a mirror or crop,
@@ -19,14 +22,16 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
-from PIL import Image
+from PIL import ExifTags, Image
 
 from handlers.workers import run_split
 
-_ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+# irot (quarter turns anticlockwise) → the EXIF orientation asking for the same turn.
+_ORIENTATIONS = {1: 8, 2: 3, 3: 6}
 # nclx matrix_coefficients (ITU-T H.273) → swscale's colour space; others go to pillow-heif.
 _MATRICES = {1: "ITU709", 5: "ITU601", 6: "ITU601"}
 _ALPHA_URNS = (b"urn:mpeg:hevc:2015:auxid:1", b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha")
@@ -49,14 +54,16 @@ class Grid:
     matrix: str | None  # from an nclx colour box, if any
 
 
-def decode_reduced(data: bytes, target: tuple[int, int]) -> Image.Image | None:
-    """The primary picture as RGB, upright, scaled by 1/2 or 1/4 when that stays
-    at least `target` (either orientation), or None when this is not a tiled
-    8-bit HEIC that FFmpeg decodes without complaint."""
+def decode_reduced(data: bytes, fit: Callable[[int, int], tuple[int, int]]) -> Image.Image | None:
+    """The primary picture as RGB, already at `fit(width, height)` (each tile scaled
+    by swscale to its share of that size, so no full-size picture is ever made),
+    not yet turned: its `irot` comes back as the EXIF orientation, for the caller
+    to turn the small result. None when this is not a tiled 8-bit HEIC that
+    FFmpeg decodes without complaint."""
     try:
         grid = read_grid(data)
-        return _decode(data, grid, _scale(grid, target))
-    except (_Unusual, struct.error, av.error.FFmpegError, ValueError, IndexError):
+        return _decode(data, grid, fit(grid.width, grid.height))
+    except (_Unusual, struct.error, av.error.FFmpegError, ValueError, IndexError, KeyError):
         return None
 
 
@@ -85,53 +92,50 @@ def read_grid(data: bytes) -> Grid:
     return Grid(tuple(tiles), rows, columns, width, height, rotation, icc, matrix)
 
 
-def _scale(grid: Grid, target: tuple[int, int]) -> int:
-    need = max(target)  # the bound is square, so the longest sides compare
-    return next((k for k in (4, 2) if max(grid.width, grid.height) / k >= need), 1)
-
-
-def _decode(data: bytes, grid: Grid, scale: int) -> Image.Image:
+def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
+    canvas = Image.new("RGB", size)
+    scale = (size[0] / grid.width, size[1] / grid.height)
     halves = [grid.tiles[n::2] for n in range(2)]
-    parts = run_split([lambda ids=ids: _decode_tiles(data, ids, grid.matrix, scale) for ids in halves if ids])
-    decoded = {item: tile for part in parts for item, tile in part.items()}
-    tile_w, tile_h = decoded[grid.tiles[0]].size
-    canvas = Image.new("RGB", (tile_w * grid.columns, tile_h * grid.rows))
-    for n, item in enumerate(grid.tiles):
-        if decoded[item].size != (tile_w, tile_h):
-            raise _Unusual
-        canvas.paste(decoded[item], ((n % grid.columns) * tile_w, (n // grid.columns) * tile_h))
-    image = canvas.crop((0, 0, -(-grid.width // scale), -(-grid.height // scale)))
+    counts = run_split([lambda ids=ids: _decode_tiles(data, grid, ids, canvas, scale) for ids in halves if ids])
+    if sum(counts) != len(grid.tiles):
+        raise _Unusual  # a tile that decoded to nothing
     if grid.rotation:
-        image = image.transpose(_ROTATIONS[grid.rotation])
+        orientation = Image.Exif()
+        orientation[ExifTags.Base.Orientation] = _ORIENTATIONS[grid.rotation]
+        canvas.info["exif"] = orientation.tobytes()
     if grid.icc:
-        image.info["icc_profile"] = grid.icc
-    return image
+        canvas.info["icc_profile"] = grid.icc
+    return canvas
 
 
-def _decode_tiles(data: bytes, items: tuple[int, ...], matrix: str | None, scale: int) -> dict[int, Image.Image]:
-    wanted = set(items)
-    tiles: dict[int, Image.Image] = {}
+def _decode_tiles(data: bytes, grid: Grid, items: tuple[int, ...], canvas: Image.Image,
+                  scale: tuple[float, float]) -> int:
+    """Decode `items` and paste each, scaled, into its cell of `canvas` (the
+    halves write disjoint cells). Returns how many tiles were pasted."""
+    cells = {item: divmod(n, grid.columns) for n, item in enumerate(grid.tiles) if item in items}
+    pasted = 0
     with av.open(io.BytesIO(data), format="mov") as container:
-        streams = [s for s in container.streams.video if s.id in wanted]
-        if len(streams) != len(wanted):
+        streams = [s for s in container.streams.video if s.id in cells]
+        if len(streams) != len(cells):
             raise _Unusual
         for stream in streams:
             stream.codec_context.thread_count = 1  # one tile at a time; the halves run side by side
             stream.codec_context.options = {"err_detect": "explode"}
         for packet in container.demux(streams):
             for frame in packet.decode():
-                tiles[packet.stream.id] = _to_rgb(frame, matrix, scale)
-    if len(tiles) != len(wanted):
-        raise _Unusual  # a tile that decoded to nothing
-    return tiles
+                row, column = cells[packet.stream.id]
+                left, right = round(column * frame.width * scale[0]), round((column + 1) * frame.width * scale[0])
+                top, bottom = round(row * frame.height * scale[1]), round((row + 1) * frame.height * scale[1])
+                canvas.paste(_to_rgb(frame, grid.matrix, (right - left, bottom - top)), (left, top))
+                pasted += 1
+    return pasted
 
 
-def _to_rgb(frame: av.VideoFrame, matrix: str | None, scale: int) -> Image.Image:
-    if frame.format.name not in _PIXEL_FORMATS or frame.width % scale or frame.height % scale:
+def _to_rgb(frame: av.VideoFrame, matrix: str | None, size: tuple[int, int]) -> Image.Image:
+    if frame.format.name not in _PIXEL_FORMATS or min(size) < 1:
         raise _Unusual
     options = {"src_colorspace": matrix} if matrix else {}
-    return frame.reformat(frame.width // scale, frame.height // scale, "rgb24",
-                          interpolation="AREA", **options).to_image()
+    return frame.reformat(*size, "rgb24", interpolation="AREA", **options).to_image()
 
 
 def _boxes(data: bytes, start: int, end: int):

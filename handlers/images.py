@@ -133,7 +133,7 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
     _check_size(name, len(data), max_bytes)
     with _open(name, data) as image:
         _check_pixels(name, image)
-        if image.format == "HEIF" and (fast := heic.decode_reduced(data, _fit(*image.size))) is not None:
+        if image.format == "HEIF" and (fast := heic.decode_reduced(data, _fit)) is not None:
             return prepare_pil(name, fast, source_format="HEIF")
         # JPEG decodes straight to 1/2, 1/4 or 1/8 scale, no smaller than the
         # target. A square bound is symmetric, so the stored (unrotated) size
@@ -302,5 +302,6 @@ def _encode(image: Image.Image, flat: bool) -> tuple[str, bytes]:
 
 def _save(image: Image.Image, fmt: str, **options: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
+    # Pillow's PNG writer copies a profile from `image.info`: the pixels are sRGB now.
+    image.save(buffer, fmt, icc_profile=None, **options)
     return buffer.getvalue()
