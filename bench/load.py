@@ -329,7 +329,8 @@ async def main() -> None:
 def write_json(args, result: dict, repeats: list, raw: list) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "machine": machine(), "medians": result,
+    path.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                "machine": machine(), "medians": result,
                                 "repetitions": repeats, "users": raw}, indent=1))
     print(f"\nwrote {path.relative_to(ROOT)}")
 
