@@ -101,17 +101,22 @@ async def bounded(coroutine, delay: float, deadline: float, result: UserResult) 
 
 
 async def chainlit_run(app: AppProcess, fake: FakeServer, args, count: int, photo: Photo | None,
-                       question: str, expected: str) -> Run:
-    """`count` browser tabs chat at once; RSS is sampled throughout and read again after they close."""
+                       question: str, expected: str, beside: int = 0) -> Run:
+    """`count` browser tabs chat at once; RSS is sampled throughout and read again after they close.
+    `beside` more tabs ask a text-only question over the same ramp (users after the first `count`)."""
     fake.take()
     users = [ChainlitUser(app.url, f"load-user-{i}", tagged(question, i), photo, expected, args.typing)
              for i in range(count)]
+    users += [ChainlitUser(app.url, f"load-user-{i}", tagged(TEXT_QUESTION, i), None, expected)
+              for i in range(count, count + beside)]
+    users.sort(key=lambda user: _number(user) % max(count, 1))  # text and photo users take turns on the ramp
     run = Run(users=[], rss_before=app.rss())
     with RssSampler(app) as sampler, CpuMeter(app.process.pid) as cpu:
-        run.users = await asyncio.gather(*(
-            bounded(user.chat(), i * args.ramp / count, args.deadline, user.result)
+        await asyncio.gather(*(
+            bounded(user.chat(), i * args.ramp / len(users), args.deadline, user.result)
             for i, user in enumerate(users)))
         await asyncio.gather(*(user.close() for user in users))
+    run.users = [user.result for user in sorted(users, key=_number)]  # by tag: _add_requests finds them so
     run.rss_peak, run.app_cpu_s, run.others_cpu_s = sampler.peak, cpu.app, cpu.others
     await asyncio.sleep(args.settle)
     run.rss_after = app.rss()
@@ -135,6 +140,17 @@ async def direct_run(fake: FakeServer, args, count: int, body: dict, expected: s
     run = Run(users=list(users), others_cpu_s=cpu.others)
     _add_requests(run, fake.take())
     return run
+
+
+def _number(user: ChainlitUser) -> int:
+    return int(TAG.search(user.question)[1])
+
+
+def split_run(run: Run, count: int) -> tuple[Run, Run]:
+    """The first `count` users and the rest, each with the run's shared measurements."""
+    shared = {name: getattr(run, name) for name in ("rss_before", "rss_peak", "rss_after", "app_cpu_s", "others_cpu_s")}
+    photos = Run(users=run.users[:count], image_bytes=run.image_bytes, body_bytes=run.body_bytes, **shared)
+    return photos, Run(users=run.users[count:], **shared)
 
 
 def _add_requests(run: Run, summaries: list[dict]) -> None:
@@ -221,6 +237,10 @@ async def measure_once(args, fake: FakeServer, photo: Photo, expected: str, repe
             runs["photos/app"] = await chainlit_run(app, fake, args, args.users, photo, PHOTO_QUESTION, expected)
             runs["stream/app"] = await chainlit_run(
                 app, fake, args, args.stream_users, None, TEXT_QUESTION, expected)
+            if args.text_beside:
+                both = await chainlit_run(app, fake, args, args.users, photo, PHOTO_QUESTION, expected,
+                                          beside=args.text_beside)
+                runs["mixed/photos"], runs["mixed/text"] = split_run(both, args.users)
     runs["photos/direct"] = await direct_run(fake, args, args.users, bodies["photo"], expected)
     runs["stream/direct"] = await direct_run(fake, args, args.stream_users, bodies["text"], expected)
     if not args.no_naive:
@@ -257,6 +277,13 @@ def parse_args() -> argparse.Namespace:
                         help="record the app with py-spy during its runs (bench/results/load-app-profile-*.txt)")
     parser.add_argument("--full-uploads", action="store_true",
                         help="upload the 12 MP photo whole, as a client without public/shrink-photos.js would")
+    parser.add_argument("--photo-quality", type=int, default=92,
+                        help="JPEG quality of the 4000×3000 photo (92: 4.7 MB; 99: 9.4 MB)")
+    parser.add_argument("--heic", type=Path, metavar="FILE",
+                        help="upload this HEIC whole instead of the JPEG (browsers cannot shrink HEIC), "
+                             "e.g. bench/results/iphone_like_12mp_typical.heic made by bench/prepare_heic.py")
+    parser.add_argument("--text-beside", type=int, default=0, metavar="N",
+                        help="also run the photo users again with N text-only users asking at the same time")
     parser.add_argument("--typing", type=float, default=0.0,
                         help="seconds from a photo's upload to its question (default 0, the worst case)")
     parser.add_argument("--json", action="store_true", help="write results to bench/results/load-*.json")
@@ -268,12 +295,18 @@ def parse_args() -> argparse.Namespace:
 async def main() -> None:
     args = parse_args()
     expected = reply_text(args.answer_tokens)
-    original = Photo("IMG_0001.jpg", "image/jpeg", imagecorpus.photo_jpeg(4000, 3000))
-    photo = original if args.full_uploads else as_the_browser_uploads(original)
-    uploaded = "as it is" if args.full_uploads else f"shrunk by the browser to {len(photo.data) / 1e6:.2f} MB"
+    if args.heic:
+        original = Photo("IMG_0001.HEIC", "image/heic", args.heic.read_bytes())
+    else:
+        jpeg = imagecorpus.encode(imagecorpus.photo(4000, 3000), "JPEG", quality=args.photo_quality,
+                                  exif=imagecorpus.exif())
+        original = Photo("IMG_0001.jpg", "image/jpeg", jpeg)
+    whole = args.full_uploads or args.heic  # the page script leaves HEIC alone
+    photo = original if whole else as_the_browser_uploads(original)
+    uploaded = "as it is" if whole else f"shrunk by the browser to {len(photo.data) / 1e6:.2f} MB"
     print(f"machine: {machine()}")
     print(f"fake model: TTFT {args.ttft} s, {args.tokens_per_s:g} tokens/s per stream, {args.answer_tokens}-token "
-          f"answers; photo 4000×3000 JPEG {len(original.data) / 1e6:.2f} MB, uploaded {uploaded}; "
+          f"answers; photo {original.name} {len(original.data) / 1e6:.2f} MB, uploaded {uploaded}; "
           f"users start over {args.ramp:g} s; {args.repeat} repetition(s)\n", flush=True)
     fake = FakeServer(ttft=args.ttft, token_delay=1 / args.tokens_per_s, reply=expected).start()
     repeats, raw = [], []
@@ -289,7 +322,7 @@ async def main() -> None:
     result = medians(repeats)
     print(f"medians of {args.repeat} repetition(s) (users and errors: all repetitions added up):")
     print_tables(result)
-    print_goals(result, args.stream_users)
+    print_goals(result, args.stream_users, upload_mb=len(photo.data) / 1e6 if whole else None, users=args.users)
     print(f"wrote {charts.write_load_chart(result, charts.CHARTS / 'load.png').relative_to(ROOT)}")
     if args.json:
         write_json(args, result, repeats, raw)
@@ -298,7 +331,8 @@ async def main() -> None:
 def write_json(args, result: dict, repeats: list, raw: list) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "machine": machine(), "medians": result,
+    path.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                "machine": machine(), "medians": result,
                                 "repetitions": repeats, "users": raw}, indent=1))
     print(f"\nwrote {path.relative_to(ROOT)}")
 

@@ -137,8 +137,30 @@ def goals(result: dict[str, dict], stream_users: int) -> list[tuple[str, str, bo
     return rows
 
 
-def print_goals(result: dict[str, dict], stream_users: int) -> None:
-    for goal, measured, met in goals(result, stream_users):
+def whole_upload_goals(result: dict[str, dict], upload_mb: float, users: int) -> list[tuple[str, str, bool | None]]:
+    """Issue #13's goals for photos uploaded whole: against the naive client, text beside them, memory."""
+    rows = []
+    app, naive = result["photos/app"], result.get("photos/naive")
+    if naive and app["ttft_p50_ms"] and naive["ttft_p50_ms"]:
+        ratio = app["ttft_p50_ms"] / naive["ttft_p50_ms"]
+        rows.append(("whole uploads: app TTFT p50 ≤ 0.4× the naive client's", f"{ratio:.2f}× "
+                     f"({app['ttft_p50_ms']:.0f} vs {naive['ttft_p50_ms']:.0f} ms)", ratio <= 0.4))
+    text, direct = result.get("mixed/text"), result["stream/direct"]
+    if text and text["ttft_p50_ms"] and direct["ttft_p50_ms"]:
+        added = text["ttft_p50_ms"] - direct["ttft_p50_ms"]
+        rows.append(("text-only questions asked beside the photos: first token ≤ +100 ms p50 over direct",
+                     f"{added:+.0f} ms ({text['ttft_p50_ms']:.0f} vs {direct['ttft_p50_ms']:.0f})", added <= 100))
+    if app["rss_peak_mb"] and app["rss_before_mb"]:
+        per_upload = (app["rss_peak_mb"] - app["rss_before_mb"]) * MB / 1e6 / users
+        rows.append(("peak RSS per whole upload (peak − before, over the users of one run) < 3× the file",
+                     f"{per_upload:.1f} MB = {per_upload / upload_mb:.1f}× {upload_mb:.1f} MB", per_upload < 3 * upload_mb))
+    return rows
+
+
+def print_goals(result: dict[str, dict], stream_users: int, upload_mb: float | None = None,
+                users: int = 0) -> None:
+    extra = whole_upload_goals(result, upload_mb, users) if upload_mb else []
+    for goal, measured, met in goals(result, stream_users) + extra:
         print(f"{'MET   ' if met else 'MISSED' if met is False else '?     '} {goal}: {measured}")
 
 

@@ -1,8 +1,9 @@
 """Photos prepared as soon as their upload arrives, while the person is still typing.
 
 Why: preparing a photo (decode, resize, encode) takes ~15 ms for what the
-browser uploads after shrinking it, ~70 ms for a whole 12 MP JPEG and ~400 ms
-for a 12 MP HEIC, which browsers cannot shrink (measured on the 2-core box).
+browser uploads after shrinking it, ~70 ms for a whole 12 MP JPEG and a few
+hundred ms of CPU for a 12 MP HEIC, which browsers cannot shrink
+(`handlers/heic.py`; docs/benchmarks.md, "Preparing a HEIC").
 Done when the question is sent, it delays the answer's first word by as much;
 started when the upload arrives, it is usually finished by then.
 

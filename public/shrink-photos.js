@@ -10,7 +10,10 @@
 //
 // Only photos larger than 2048 px are touched: JPEG and WebP, and PNGs that
 // are photos (more than a byte a pixel, e.g. a photo copied and pasted; they
-// become JPEG, on white where transparent, as the app would flatten them).
+// become JPEG, on white where transparent, as the app would flatten them), and
+// HEIC where this browser decodes it (Safari does; Chromium and Firefox refuse
+// it in createImageBitmap, so it goes whole, as before): it becomes a JPEG.
+// Not tested here: no WebKit runs on the build machine.
 // Screenshots and drawings are left whole, since resampling here would blur
 // the text the app keeps crisp, and so is whatever this browser cannot decode
 // (HEIC, a damaged or disguised file): the app checks and refuses those itself,
@@ -26,11 +29,15 @@
   const MAX_SIDE = 2048;
   const QUALITY = 0.92;
   const PHOTO_PNG_BYTES_PER_PIXEL = 1.0; // screenshots: ~0.05-0.5; photos: ~1.5-2
-  const TYPES = ["image/jpeg", "image/webp", "image/png"];
+  const TYPES = ["image/jpeg", "image/webp", "image/png", "image/heic", "image/heif"];
+  const HEIF = /\.(heic|heif)$/i;
   const UPLOAD = /\/project\/file(\?|$)/;
 
   // What the shrunk photo is saved as, or null to upload the file whole.
   function output(file, width, height) {
+    if (file.type === "image/heic" || file.type === "image/heif") {
+      return { type: "image/jpeg", name: file.name.replace(HEIF, "") + ".jpg" };
+    }
     if (file.type !== "image/png") return { type: file.type, name: file.name };
     if (file.size / (width * height) < PHOTO_PNG_BYTES_PER_PIXEL) return null;
     return { type: "image/jpeg", name: file.name.replace(/\.png$/i, "") + ".jpg" };

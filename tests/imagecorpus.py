@@ -205,3 +205,41 @@ PDF = (
 
 def random_bytes(size: int = 4096, seed: int = 7) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, size, np.uint8).tobytes()
+
+
+# Display P3 (an iPhone's colour space) as an ICC v2 matrix/TRC profile: its
+# colorants adapted to D50 (Bradford), as in Apple's profile, and the sRGB curve.
+_P3_COLORANTS = ((0.51512, 0.24120, -0.00105), (0.29198, 0.69225, 0.04189), (0.15710, 0.06657, 0.78407))
+_D50 = (0.96420, 1.0, 0.82491)
+
+
+def display_p3_icc() -> bytes:
+    def fixed(*values: float) -> bytes:
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    text = b"Display P3 (imagecorpus)"
+    curve = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + fixed(2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+    tags = [
+        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0" + bytes(4 + 4 + 2 + 1 + 67)),
+        (b"wtpt", b"XYZ \0\0\0\0" + fixed(*_D50)),
+        *((tag, b"XYZ \0\0\0\0" + fixed(*xyz)) for tag, xyz in zip((b"rXYZ", b"gXYZ", b"bXYZ"), _P3_COLORANTS)),
+        (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+        (b"cprt", b"text\0\0\0\0public domain\0"),
+    ]
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I4sI", size, b"\0\0\0\0", 0x02100000) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0) + fixed(*_D50) + bytes(4 + 16 + 28))
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def heic_grid(image: Image.Image, *, tile: int = 256, quality: int = 80, orientation: int = 1,
+              icc: bytes | None = None) -> bytes:
+    """A HEIC shaped like an iPhone's: a grid of `tile`-px HEVC tiles (the
+    iPhone's are 512), the EXIF orientation stored as `irot`, and an ICC profile."""
+    options = {"icc_profile": icc} if icc else {}
+    return encode(image, "HEIF", quality=quality, tile_size=tile, exif=exif(orientation), **options)

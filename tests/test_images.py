@@ -315,3 +315,24 @@ async def test_prepare_file_refuses_by_size_without_reading(tmp_path):
         await prepare_file("huge.jpg", path, max_bytes=LIMIT)
     assert caught.value.key == "attachment.too_big"
     assert caught.value.params == {"name": "huge.jpg", "size_mb": 16384, "limit_mb": 20}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_display_p3_photo_is_sent_in_srgb_without_its_profile(fmt):
+    # sRGB's pure red is (234, 51, 35) in Display P3; the prepared image must say (255, 0, 0).
+    p3_red = Image.new("RGB", (1200, 900), (234, 51, 35))
+    data = corpus.encode(p3_red, fmt, icc_profile=corpus.display_p3_icc(), **({"quality": 95} if fmt == "JPEG" else {}))
+    prepared = prepare(f"red.{fmt.lower()}", data)
+    sent = Image.open(io.BytesIO(prepared.data))
+    assert "icc_profile" not in sent.info  # no profile: the pixels are plain sRGB
+    assert near(sent.convert("RGB").getpixel((50, 50)), (255, 0, 0), 6)
+
+
+def test_a_photo_without_a_profile_keeps_its_colours():
+    prepared = prepare("plain.png", corpus.encode(Image.new("RGB", (1200, 900), (234, 51, 35)), "PNG"))
+    assert near(decoded(prepared).getpixel((50, 50)), (234, 51, 35), 2)
+
+
+def test_a_damaged_profile_is_ignored():
+    data = corpus.encode(Image.new("RGB", (64, 48), (234, 51, 35)), "PNG", icc_profile=b"not a profile" * 10)
+    assert near(decoded(prepare("odd.png", data)).getpixel((5, 5)), (234, 51, 35), 2)

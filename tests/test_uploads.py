@@ -16,6 +16,7 @@ from chainlit.server import app as chainlit_server
 from PIL import Image
 
 import chainlit_app
+from handlers import heic
 from handlers.attachments import Limits, Options, Upload, prepare_uploads
 from handlers.display import rendition_for
 from handlers.errors import InvalidAttachment
@@ -25,6 +26,7 @@ from tests import imagecorpus
 from tests.app_helpers import photo, sent_images, settle
 from tests.chainlit_harness import ChatHarness
 from tests.mediacorpus import flat_page, write_pdf
+from tests.test_heic import grid as iphone_heic
 
 MAX_BYTES = 20 * 1024 * 1024
 LIMITS = Limits(max_images=4, max_image_bytes=MAX_BYTES, max_media_bytes=MAX_BYTES, max_video_seconds=60)
@@ -126,6 +128,34 @@ async def test_the_upload_route_starts_the_preparation(start_app, fake_vllm, mon
     (image,) = sent_images(fake_vllm.requests[-1])
     assert is_red(image)  # as uploaded
     assert early.pending() == 0
+
+
+async def test_a_whole_iphone_heic_upload_is_prepared_as_it_arrives_upright_and_in_srgb(
+    start_app, fake_vllm, monkeypatch, tmp_path: Path
+) -> None:
+    """The path browsers cannot shrink: the HEIC arrives whole, its tiles are decoded
+    by handlers/heic.py while the question is typed, and the model gets it upright."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    decoded = []
+    real_decode = heic._decode
+    monkeypatch.setattr(heic, "_decode", lambda *args: decoded.append(args[2]) or real_decode(*args))
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        file_id = await signed_in_upload(chat, client, "IMG_0003.HEIC", iphone_heic(orientation=6), "image/heic")
+    early = chainlit_app.services().assistant.early
+    assert early.pending() == 1
+    await settle()
+    assert decoded == [(1024, 683)]  # decoded once, on arrival, straight to 1024 px
+
+    await chat.send("What is this?", [Path(chat.session.files[file_id]["path"])])
+    (image,) = sent_images(fake_vllm.requests[-1])
+    assert image.size == (683, 1024)  # turned: a portrait
+    red, green, blue = image.convert("RGB").getpixel((image.width - 10, 10))  # top-left red, turned right
+    assert red >= 245 and green <= 8 and blue <= 8  # P3 (230, 20, 20) in sRGB
+    assert decoded == [(1024, 683)] and early.pending() == 0  # not prepared again
 
 
 async def signed_in_upload(chat: ChatHarness, client: httpx.AsyncClient, name: str, data: bytes, mime: str) -> str:
