@@ -22,8 +22,10 @@ from handlers import (
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
-from handlers.errors import UserFacingError
+from handlers.errors import RequestRefused, UserFacingError
 from handlers.i18n import translate
+from handlers.progress import Progress
+from handlers.progress_view import ProgressView, images_of
 from handlers.prompts import PRESETS
 from handlers.services import Services, start_services
 from handlers.sessions import ChatRegistry
@@ -156,26 +158,99 @@ async def _answer(message: cl.Message) -> None:
     if token and await revocation.is_revoked(token):
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
+    await _withdraw_continue()  # a new question moves past a cut answer
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
+    await _stream_into(answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language)
+
+
+async def _stream_into(answer: cl.Message, items, language: str, *, sent: bool = False) -> None:
+    """Show what `respond` (or `continue_answer`) yields: progress, notices, and
+    the answer's text in `answer` — sent at the end, or updated if it was `sent`."""
+    view, offered = ProgressView(language, _send_notice), False
     try:
-        async for item in services().assistant.respond(chat, _incoming(message)):
-            if isinstance(item, Notice):
-                await _send_notice(item, chat.ui_language)
+        async for item in items:
+            if isinstance(item, Progress):
+                await view.show(item)
+            elif isinstance(item, Notice) and item.continues:  # the last item
+                await _keep(answer, sent)
+                sent = offered = True
+                await _offer_continue(answer, item, language)
+            elif isinstance(item, Notice):
+                await view.notice(item)
             else:
+                await view.close()
                 await answer.stream_token(item)
     except UserFacingError as error:
-        await _send_failure(answer, error, chat.ui_language)
+        await view.close()
+        await _send_failure(answer, error, language, sent)
         return
     except Exception:  # a bug: logged in full, the person gets a plain apology
-        log.exception("unexpected failure while answering message %s", message.id)
-        await _send_failure(answer, UserFacingError(), chat.ui_language)
+        log.exception("unexpected failure while answering")
+        await view.close()
+        await _send_failure(answer, UserFacingError(), language, sent)
         return
     except asyncio.CancelledError:  # the stop button: keep what was said so far
-        if answer.content:
-            await answer.send()
+        await view.close()
+        await _keep(answer, sent)
         raise
+    await view.close()
+    if not offered:
+        await _keep(answer, sent)
+
+
+async def _keep(answer: cl.Message, sent: bool) -> None:
     if answer.content:
-        await answer.send()
+        await (answer.update() if sent else answer.send())
+
+
+async def _offer_continue(answer: cl.Message, notice: Notice, language: str) -> None:
+    """Under an answer cut at the length limit: a Continue button for the rest."""
+    label = translate("action.continue", language)
+    button = cl.Action(name="continue", payload={"answer": notice.continues}, label=label,
+                       icon="arrow-down")
+    text = "⚠️ " + translate(notice.key, language, **notice.params)
+    note = cl.Message(content=text, actions=[button], metadata={"kind": "notice"})
+    await note.send()
+    cl.user_session.set("cut_answer", (notice.continues, answer, note))
+
+
+@cl.action_callback("continue")
+async def on_continue(action: cl.Action) -> None:
+    """The rest of a cut answer, in the same answer. Chainlit runs action callbacks
+    in the HTTP request, not as the session's task: this runs the continuation
+    as one, so the stop button (and a closed tab) cancel it."""
+    session = cl.context.session
+    task = asyncio.create_task(_continue(action.payload.get("answer")))
+    previous, session.current_task = session.current_task, task
+    await cl.context.emitter.task_start()  # shows the stop button
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        session.current_task = previous
+        await cl.context.emitter.task_end()
+
+
+async def _continue(answer_id: object) -> None:
+    chat = _chat()
+    cut = cl.user_session.get("cut_answer")
+    if not cut or cut[0] != answer_id:
+        error = RequestRefused("error.continue_moved_on")
+        await cl.ErrorMessage(content=error.message(chat.ui_language)).send()
+        return
+    await _withdraw_continue()
+    _, answer, _ = cut
+    items = services().assistant.continue_answer(chat, cut[0])
+    await _stream_into(answer, items, chat.ui_language, sent=True)
+
+
+async def _withdraw_continue() -> None:
+    """The Continue button goes once used, or once the chat moved past its answer."""
+    cut = cl.user_session.get("cut_answer")
+    if cut:
+        cl.user_session.set("cut_answer", None)
+        await cut[2].remove()
 
 
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.
@@ -245,20 +320,16 @@ async def _send_notice(notice: Notice, language: str) -> None:
     """A notice, with the images it is about (e.g. the frames sampled from a video)."""
     text = translate(notice.key, language, **notice.params)
     prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-    images = [
-        cl.Image(content=part.image.data, mime=part.image.mime, name=part.label or part.image.name, display="inline")
-        for part in notice.images
-    ]
-    await cl.Message(content=prefix + text, elements=images, metadata={"kind": "notice"}).send()
+    await cl.Message(content=prefix + text, elements=images_of(notice), metadata={"kind": "notice"}).send()
 
 
-async def _send_failure(answer: cl.Message, error: UserFacingError, language: str) -> None:
+async def _send_failure(answer: cl.Message, error: UserFacingError, language: str, sent: bool) -> None:
     """A partial answer stays visible with the failure noted under it."""
     text = error.message(language)
     if answer.content:
         note = translate("error.partial_answer", language, reason=text)
         await answer.stream_token(f"\n\n---\n⚠️ {note}")
-        await answer.send()
+        await _keep(answer, sent)
     else:
         await cl.ErrorMessage(content=text).send()
 
