@@ -20,7 +20,7 @@ from handlers.chat import Notice
 from handlers.i18n import translate
 from handlers.progress import Progress
 
-WORKING, DONE = "⏳ ", "✅ "
+WORKING, DONE = "◷ ", "✓ "  # in common fonts: ⏳ and ✅ need an emoji font
 
 
 class ProgressView:

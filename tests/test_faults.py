@@ -231,7 +231,7 @@ async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(chat
     message = chat.message("What happens?", [clip])
     answering = asyncio.create_task(chainlit_app.on_message(message))
     chat.session.current_task = answering  # as Chainlit's process_message does
-    await eventually(lambda: any("⏳" in t for t in chat.texts()), "sampling is shown")
+    await eventually(lambda: any("◷" in t for t in chat.texts()), "sampling is shown")
 
     await chainlit.socket.stop(chat.session.socket_id)
     await eventually(answering.done, "the message's task ends")
@@ -239,7 +239,7 @@ async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(chat
     stopped_at = len(decoded)
     await asyncio.sleep(0.5)
     assert len(decoded) == stopped_at < 72
-    assert not any("⏳" in t for t in chat.texts())
+    assert not any("◷" in t for t in chat.texts())
     assert any(translate("notice.stopped", "en-US") in t for t in chat.texts())
     request = await answers_normally(chat, fake_vllm)
     assert_first_exchange_kept(chat, request)

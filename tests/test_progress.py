@@ -126,7 +126,7 @@ async def test_a_video_shows_progress_then_its_frames_in_the_same_message(chat, 
     mine = [data for event, data in chat.events
             if event in ("new_message", "update_message") and "long.mp4" in data["output"]]
     assert len({data["id"] for data in mine}) == 1  # one message, updated in place
-    assert mine[0]["output"].startswith("⏳ Sampling long.mp4: 0 of 36 moments")
+    assert mine[0]["output"].startswith("◷ Sampling long.mp4: 0 of 36 moments")
     assert mine[-1]["output"].startswith("ℹ️ ") and "36" in mine[-1]["output"]
     assert len(sent_images(app.requests[-1])) == 4
     assert chat.last_text() == app.reply
@@ -145,7 +145,7 @@ async def test_stop_while_sampling_stops_decoding_and_the_chat_goes_on(chat, app
     await asyncio.sleep(0.5)
     assert len(counted_frames) == stopped_at < 72  # 36 moments, 2 candidates each
     assert app.requests == []  # nothing was asked of the model
-    assert not any(text.startswith("⏳") for text in chat.texts())  # no stale "sampling…"
+    assert not any(text.startswith("◷") for text in chat.texts())  # no stale "sampling…"
     await chat.send("Are you there?")
     assert chat.last_text() == app.reply
 
@@ -161,4 +161,4 @@ async def test_a_link_says_it_is_fetching_then_what_arrived(chat, app, monkeypat
     await chat.send("What is in https://example.com/cat.png ?")
     mine = [data["output"] for event, data in chat.events
             if event in ("new_message", "update_message") and "cat.png" in data["output"]]
-    assert mine == ["⏳ Fetching example.com/cat.png…", "✅ Fetched example.com/cat.png (300×200)."]
+    assert mine == ["◷ Fetching example.com/cat.png…", "✓ Fetched example.com/cat.png (300×200)."]
