@@ -185,7 +185,7 @@ async def _stream_into(answer: cl.Message, items, language: str, *, sent: bool =
         await _send_failure(answer, error, language, sent)
         return
     except Exception:  # a bug: logged in full, the person gets a plain apology
-        log.exception("unexpected failure while answering")
+        log.exception("unexpected failure while answering message %s", answer.metadata.get("reply_to"))
         await view.close()
         await _send_failure(answer, UserFacingError(), language, sent)
         return
