@@ -162,3 +162,35 @@ async def test_a_link_says_it_is_fetching_then_what_arrived(chat, app, monkeypat
     mine = [data["output"] for event, data in chat.events
             if event in ("new_message", "update_message") and "cat.png" in data["output"]]
     assert mine == ["◷ Fetching example.com/cat.png…", "✓ Fetched example.com/cat.png (300×200)."]
+
+
+async def test_stopping_a_long_pdf_stops_rendering_between_pages(tmp_path, monkeypatch):
+    from handlers import documents
+
+    rendered, real = [], documents._render_page
+
+    def slow_page(*args):
+        time.sleep(0.1)
+        rendered.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(documents, "_render_page", slow_page)
+    pdf = write_pdf(tmp_path / "manual.pdf", [flat_page((0, 0, 200))] * 40)
+    board = Board()
+    work = documents.prepare_pdf("manual.pdf", pdf, pages=None, max_images=40, tile=False,
+                                 max_bytes=10**8, meter=board.meter("k", "progress.pdf", name="manual.pdf"))
+
+    async def consume() -> None:
+        async for _ in board.follow(work, []):
+            pass
+
+    task = asyncio.create_task(consume())
+    while len(rendered) < 2:
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)
+    stopped_at = len(rendered)
+    await asyncio.sleep(0.5)
+    assert len(rendered) == stopped_at < 40
