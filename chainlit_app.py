@@ -1,6 +1,7 @@
 """Chainlit callbacks, and nothing else: each one delegates to `handlers/`.
 
-This is the only module that turns errors into chat messages.
+This and `handlers/answer_view.py` (how one answer is shown) are the only
+modules that turn errors into chat messages.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from chainlit.types import ThreadDict
 from handlers import (
     auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
 )
+from handlers.answer_view import cut_answer, send_notice, stream_into, withdraw_continue
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
 from handlers.errors import RequestRefused, UserFacingError
 from handlers.i18n import translate
-from handlers.progress import Progress
-from handlers.progress_view import ProgressView, images_of
 from handlers.prompts import PRESETS
 from handlers.services import Services, start_services
 from handlers.sessions import ChatRegistry
@@ -110,7 +110,7 @@ async def _tell(error: UserFacingError, refused: bool) -> None:
     if refused:
         await cl.ErrorMessage(content=error.message(language)).send()
     else:
-        await _send_notice(Notice(error.key, error.params, "warning"), language)
+        await send_notice(Notice(error.key, error.params, "warning"), language)
 
 
 @cl.on_chat_start
@@ -158,60 +158,9 @@ async def _answer(message: cl.Message) -> None:
     if token and await revocation.is_revoked(token):
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
-    await _withdraw_continue()  # a new question moves past a cut answer
+    await withdraw_continue()  # a new question moves past a cut answer
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
-    await _stream_into(answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language)
-
-
-async def _stream_into(answer: cl.Message, items, language: str, *, sent: bool = False) -> None:
-    """Show what `respond` (or `continue_answer`) yields: progress, notices, and
-    the answer's text in `answer` — sent at the end, or updated if it was `sent`."""
-    view, offered = ProgressView(language, _send_notice), False
-    try:
-        async for item in items:
-            if isinstance(item, Progress):
-                await view.show(item)
-            elif isinstance(item, Notice) and item.continues:  # the last item
-                await _keep(answer, sent)
-                sent = offered = True
-                await _offer_continue(answer, item, language)
-            elif isinstance(item, Notice):
-                await view.notice(item)
-            else:
-                await view.close()
-                await answer.stream_token(item)
-    except UserFacingError as error:
-        await view.close()
-        await _send_failure(answer, error, language, sent)
-        return
-    except Exception:  # a bug: logged in full, the person gets a plain apology
-        log.exception("unexpected failure while answering message %s", answer.metadata.get("reply_to"))
-        await view.close()
-        await _send_failure(answer, UserFacingError(), language, sent)
-        return
-    except asyncio.CancelledError:  # the stop button: keep what was said so far
-        await view.close()
-        await _keep(answer, sent)
-        raise
-    await view.close()
-    if not offered:
-        await _keep(answer, sent)
-
-
-async def _keep(answer: cl.Message, sent: bool) -> None:
-    if answer.content:
-        await (answer.update() if sent else answer.send())
-
-
-async def _offer_continue(answer: cl.Message, notice: Notice, language: str) -> None:
-    """Under an answer cut at the length limit: a Continue button for the rest."""
-    label = translate("action.continue", language)
-    button = cl.Action(name="continue", payload={"answer": notice.continues}, label=label,
-                       icon="arrow-down")
-    text = "⚠️ " + translate(notice.key, language, **notice.params)
-    note = cl.Message(content=text, actions=[button], metadata={"kind": "notice"})
-    await note.send()
-    cl.user_session.set("cut_answer", (notice.continues, answer, note))
+    await stream_into(answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language)
 
 
 @cl.action_callback("continue")
@@ -234,23 +183,15 @@ async def on_continue(action: cl.Action) -> None:
 
 async def _continue(answer_id: object) -> None:
     chat = _chat()
-    cut = cl.user_session.get("cut_answer")
+    cut = cut_answer()
     if not cut or cut[0] != answer_id:
         error = RequestRefused("error.continue_moved_on")
         await cl.ErrorMessage(content=error.message(chat.ui_language)).send()
         return
-    await _withdraw_continue()
+    await withdraw_continue()
     _, answer, _ = cut
     items = services().assistant.continue_answer(chat, cut[0])
-    await _stream_into(answer, items, chat.ui_language, sent=True)
-
-
-async def _withdraw_continue() -> None:
-    """The Continue button goes once used, or once the chat moved past its answer."""
-    cut = cl.user_session.get("cut_answer")
-    if cut:
-        cl.user_session.set("cut_answer", None)
-        await cut[2].remove()
+    await stream_into(answer, items, chat.ui_language, sent=True)
 
 
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.
@@ -314,24 +255,6 @@ def _incoming(message: cl.Message) -> Incoming:
 async def _offer_tools(chat: ChatSession) -> None:
     await cl.context.emitter.set_commands(_commands(chat.ui_language))
     await cl.ChatSettings([_language_setting(chat)]).send()
-
-
-async def _send_notice(notice: Notice, language: str) -> None:
-    """A notice, with the images it is about (e.g. the frames sampled from a video)."""
-    text = translate(notice.key, language, **notice.params)
-    prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-    await cl.Message(content=prefix + text, elements=images_of(notice), metadata={"kind": "notice"}).send()
-
-
-async def _send_failure(answer: cl.Message, error: UserFacingError, language: str, sent: bool) -> None:
-    """A partial answer stays visible with the failure noted under it."""
-    text = error.message(language)
-    if answer.content:
-        note = translate("error.partial_answer", language, reason=text)
-        await answer.stream_token(f"\n\n---\n⚠️ {note}")
-        await _keep(answer, sent)
-    else:
-        await cl.ErrorMessage(content=text).send()
 
 
 def _commands(language: str) -> list[dict]:
