@@ -131,3 +131,26 @@ def test_a_continuation_is_counted_as_the_question_then_the_answer_so_far():
     question = CountedMessage("user", ("Tell me a story",))
     so_far = counter.count("Be brief.", [question, CountedMessage("assistant", (FIRST,))], continuing=True)
     assert so_far == counter.count("Be brief.", [question]) + counter.estimate_text(FIRST.strip())
+
+
+async def test_a_resumed_chat_remembers_the_continued_answer_whole(start_app, fake_vllm):
+    from tests.app_helpers import settle
+
+    await start_app(MAX_TOKENS="5")
+    fake_vllm.reply = reply_by_turn
+    alice = await chainlit_app.services().data_layer.create_user(cl.User(identifier="alice"))
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    await chat.send("Tell me a story")
+    await press(chat, continue_button(chat))
+    await settle()
+
+    await start_app(MAX_TOKENS="5")  # a restart: only the history is left
+    thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
+    resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
+    await resumed.resume(thread)
+    fake_vllm.reply = "Fine."
+    await resumed.send("And then?")
+    history = fake_vllm.requests[-1]["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user"]
+    assert history[1]["content"] == FIRST + REST  # as shown: one answer, not two, no notice
