@@ -1,6 +1,7 @@
 """Chainlit callbacks, and nothing else: each one delegates to `handlers/`.
 
-This is the only module that turns errors into chat messages.
+This and `handlers/answer_view.py` (how one answer is shown) are the only
+modules that turn errors into chat messages.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from handlers import (
     auth_routes, browser_policy, chainlit_routes, chat_download, file_routes, history, message_guard, revocation,
     sign_in, welcome,
 )
+from handlers.answer_view import cut_answer, send_notice, stream_into, withdraw_continue
 from handlers.attachments import Upload
 from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
-from handlers.errors import UserFacingError
+from handlers.errors import RequestRefused, UserFacingError
 from handlers.i18n import translate
 from handlers.prompts import PRESETS
 from handlers.services import Services, start_services
@@ -109,7 +111,7 @@ async def _tell(error: UserFacingError, refused: bool) -> None:
     if refused:
         await cl.ErrorMessage(content=error.message(language)).send()
     else:
-        await _send_notice(Notice(error.key, error.params, "warning"), language)
+        await send_notice(Notice(error.key, error.params, "warning"), language)
 
 
 @cl.set_starters
@@ -166,26 +168,40 @@ async def _answer(message: cl.Message) -> None:
     if token and await revocation.is_revoked(token):
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
+    await withdraw_continue()  # a new question moves past a cut answer
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
+    await stream_into(answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language)
+
+
+@cl.action_callback("continue")
+async def on_continue(action: cl.Action) -> None:
+    """The rest of a cut answer, in the same answer. Chainlit runs action callbacks
+    in the HTTP request, not as the session's task: this runs the continuation
+    as one, so the stop button (and a closed tab) cancel it."""
+    session = cl.context.session
+    task = asyncio.create_task(_continue(action.payload.get("answer")))
+    previous, session.current_task = session.current_task, task
+    await cl.context.emitter.task_start()  # shows the stop button
     try:
-        async for item in services().assistant.respond(chat, _incoming(message)):
-            if isinstance(item, Notice):
-                await _send_notice(item, chat.ui_language)
-            else:
-                await answer.stream_token(item)
-    except UserFacingError as error:
-        await _send_failure(answer, error, chat.ui_language)
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        session.current_task = previous
+        await cl.context.emitter.task_end()
+
+
+async def _continue(answer_id: object) -> None:
+    chat = _chat()
+    cut = cut_answer()
+    if not cut or cut[0] != answer_id:
+        error = RequestRefused("error.continue_moved_on")
+        await cl.ErrorMessage(content=error.message(chat.ui_language)).send()
         return
-    except Exception:  # a bug: logged in full, the person gets a plain apology
-        log.exception("unexpected failure while answering message %s", message.id)
-        await _send_failure(answer, UserFacingError(), chat.ui_language)
-        return
-    except asyncio.CancelledError:  # the stop button: keep what was said so far
-        if answer.content:
-            await answer.send()
-        raise
-    if answer.content:
-        await answer.send()
+    await withdraw_continue()
+    _, answer, _ = cut
+    items = services().assistant.continue_answer(chat, cut[0])
+    await stream_into(answer, items, chat.ui_language, sent=True)
 
 
 DOWNLOAD_COMMAND = "download"
@@ -292,28 +308,6 @@ def _incoming(message: cl.Message) -> Incoming:
 async def _offer_tools(chat: ChatSession) -> None:
     await cl.context.emitter.set_commands(_commands(chat.ui_language))
     await cl.ChatSettings([_language_setting(chat)]).send()
-
-
-async def _send_notice(notice: Notice, language: str) -> None:
-    """A notice, with the images it is about (e.g. the frames sampled from a video)."""
-    text = translate(notice.key, language, **notice.params)
-    prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-    images = [
-        cl.Image(content=part.image.data, mime=part.image.mime, name=part.label or part.image.name, display="inline")
-        for part in notice.images
-    ]
-    await cl.Message(content=prefix + text, elements=images, metadata={"kind": "notice"}).send()
-
-
-async def _send_failure(answer: cl.Message, error: UserFacingError, language: str) -> None:
-    """A partial answer stays visible with the failure noted under it."""
-    text = error.message(language)
-    if answer.content:
-        note = translate("error.partial_answer", language, reason=text)
-        await answer.stream_token(f"\n\n---\n⚠️ {note}")
-        await answer.send()
-    else:
-        await cl.ErrorMessage(content=text).send()
 
 
 def _commands(language: str) -> list[dict]:

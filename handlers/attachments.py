@@ -25,8 +25,9 @@ from handlers.conversation import ImagePart
 from handlers.documents import looks_like_pdf, parse_page_request, prepare_pdf
 from handlers.errors import InvalidAttachment, RequestRefused
 from handlers.images import prepare_file, prepare_image
-from handlers.links import fetch_link
+from handlers.links import fetch_link, link_name
 from handlers.media import MediaBundle
+from handlers.progress import SILENT, Board, Meter, Progress
 from handlers.video import DEFAULT_MAX_PIXELS, looks_like_video, prepare_video
 from handlers.workers import run_cpu
 
@@ -89,10 +90,12 @@ class Prepared:
 
 
 async def prepare_uploads(
-    uploads: Sequence[Upload], limits: Limits, options: Options, early: EarlyPreparations | None = None
+    uploads: Sequence[Upload], limits: Limits, options: Options, early: EarlyPreparations | None = None,
+    board: Board | None = None,
 ) -> Prepared:
     """Prepare every upload at once, keeping the person's order; photos whose
     preparation began when they were uploaded (`early`) are not prepared twice.
+    Videos and PDFs report their progress on `board` (by upload key).
     Raises `RequestRefused` when the question names too many PDF pages."""
     ahead = [early.take(u.path) if early else None for u in uploads]
     considered, prepared = uploads[: limits.max_images], Prepared()
@@ -112,7 +115,7 @@ async def prepare_uploads(
             task.cancel()
         raise
     results = await asyncio.gather(
-        *(_prepare_one(*args, limits, options.tile, pages)
+        *(_prepare_one(*args, limits, options.tile, pages, _meter(board, args[0], args[1]))
           for args in zip(considered, kinds, shares, ahead))
     )
     for result in results:
@@ -121,13 +124,14 @@ async def prepare_uploads(
 
 
 async def prepare_links(
-    links: Sequence[str], key_prefix: str, *, budget: int, max_bytes: int
+    links: Sequence[str], key_prefix: str, *, budget: int, max_bytes: int, board: Board | None = None
 ) -> Prepared:
-    """Fetch image links (the app does, never vLLM) within the images left in the budget."""
+    """Fetch image links (the app does, never vLLM) within the images left in the
+    budget, saying on `board` which one is being fetched and which arrived."""
     prepared = Prepared(left_out=list(links[budget:]))
-    results = await asyncio.gather(
-        *(_fetch_one(f"{key_prefix}:link{n}", link, max_bytes) for n, link in enumerate(links[:budget]))
-    )
+    results = await asyncio.gather(*(
+        _fetch_one(f"{key_prefix}:link{n}", link, max_bytes, board) for n, link in enumerate(links[:budget])
+    ))
     for result in results:
         _collect(prepared, result)
     return prepared
@@ -146,6 +150,12 @@ def kind_of(path: Path, max_video_pixels: int = DEFAULT_MAX_PIXELS) -> Kind:
     return "image"  # the image path refuses everything it cannot decode, naming the formats
 
 
+def _meter(board: Board | None, upload: Upload, kind: Kind) -> Meter:
+    if board is None or kind == "image":
+        return SILENT
+    return board.meter(upload.key, f"progress.{kind}", name=upload.name)
+
+
 def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
     """Images take one each; videos and PDFs split the rest, earlier ones first."""
     media = [n for n, kind in enumerate(kinds) if kind != "image"]
@@ -158,7 +168,7 @@ def _media_shares(kinds: Sequence[Kind], max_images: int) -> list[int]:
 
 async def _prepare_one(
     upload: Upload, kind: Kind, share: int, ahead: asyncio.Task | None, limits: Limits,
-    tile: bool, pages: list[int] | None,
+    tile: bool, pages: list[int] | None, meter: Meter,
 ) -> ImagePart | Sampled | InvalidAttachment:
     try:
         if kind == "image":
@@ -172,12 +182,12 @@ async def _prepare_one(
             bundle = await prepare_video(
                 upload.name, upload.path, max_images=share,
                 max_bytes=limits.max_media_bytes, max_duration_s=limits.max_video_seconds,
-                max_pixels=limits.max_video_pixels,
+                max_pixels=limits.max_video_pixels, meter=meter,
             )
         else:
             bundle = await prepare_pdf(
                 upload.name, upload.path, pages=pages, max_images=share,
-                tile=tile, max_bytes=limits.max_media_bytes,
+                tile=tile, max_bytes=limits.max_media_bytes, meter=meter,
             )
         return Sampled(bundle, _bundle_parts(upload.key, bundle))
     except InvalidAttachment as refusal:
@@ -187,12 +197,19 @@ async def _prepare_one(
         return InvalidAttachment("attachment.unreadable", name=upload.name)
 
 
-async def _fetch_one(key: str, link: str, max_bytes: int) -> ImagePart | InvalidAttachment:
+async def _fetch_one(
+    key: str, link: str, max_bytes: int, board: Board | None
+) -> ImagePart | InvalidAttachment:
+    if board:
+        board.post(Progress(key, "progress.link", {"name": link_name(link)}))
     try:
         name, body = await fetch_link(link, max_bytes=max_bytes, timeout=LINK_TIMEOUT_SECONDS)
         image = await run_cpu(prepare_image, name, body, max_bytes=max_bytes)
     except InvalidAttachment as refusal:
-        return refusal
+        return refusal  # its notice says what went wrong
+    if board:
+        size = f"{image.width}×{image.height}"
+        board.post(Progress(key, "progress.link_done", {"name": name, "size": size}, final=True))
     return ImagePart(key, image)
 
 

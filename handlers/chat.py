@@ -6,9 +6,12 @@ chosen before any image waits for the next message that brings some), build the
 request within the model's limits, stream the answer, and remember it — even a
 partial one cut short by the stop button or a failure.
 
-Knows nothing of Chainlit: `respond` yields `Notice`s (things to tell the
-person, as translation keys) and answer text, and raises `UserFacingError`s;
-`chainlit_app.py` renders both.
+Knows nothing of Chainlit: `respond` yields `Progress` (long work as it goes,
+`handlers.progress`), `Notice`s (things to tell the person, as translation
+keys) and answer text, and raises `UserFacingError`s; `chainlit_app.py`
+renders them. An answer cut at the length limit can be continued
+(`continue_answer`): the model is asked to go on from where it stopped, in the
+same answer.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
 from handlers.links import find_image_links
 from handlers.llm import ModelClient, StreamResult
+from handlers.progress import Board, Progress
 from handlers.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
 from handlers.settings import ANSWER_LANGUAGES, Settings
 from handlers.tokens import TokenCounter
@@ -48,6 +52,8 @@ class Notice:
     params: dict[str, Any] = field(default_factory=dict)
     level: Literal["info", "warning"] = "info"
     images: tuple[ImagePart, ...] = ()  # e.g. the frames sampled from a video, to show
+    about: str | None = None  # the `Progress.id` of the work this notice ends
+    continues: str | None = None  # an answer (turn id) the person may ask to continue
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,18 @@ class Assistant:
     store: PreparedStore | None = None
     early: EarlyPreparations | None = None  # photos prepared as their uploads arrived
 
-    async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
+    async def respond(
+        self, chat: ChatSession, incoming: Incoming
+    ) -> AsyncIterator[Progress | Notice | str]:
         self._check_length(incoming.text)
         incoming = _with_awaited_task(chat, incoming)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
         self._check_chat_size(conversation)
-        parts, notices = await self._images_for(incoming, edited)
+        board, found = Board(), []
+        async for progress in board.follow(self._images_for(incoming, edited, board), found):
+            yield progress
+        parts, notices = found[0]
         parts, notices = self._within_chat_images(conversation, parts, notices)
         for notice in notices:
             yield notice
@@ -126,8 +137,19 @@ class Assistant:
         async for piece in self._stream_answer(chat, incoming.id, request):
             yield piece
 
+    async def continue_answer(self, chat: ChatSession, answer_id: str) -> AsyncIterator[Notice | str]:
+        """The rest of answer `answer_id`, cut at the length limit: the same request
+        with the answer so far as the start of the model's reply. Only the chat's
+        last answer can go on (a later message has moved past it)."""
+        turns = chat.conversation.turns
+        if not turns or turns[-1].id != answer_id or turns[-1].role != "assistant":
+            raise RequestRefused("error.continue_moved_on")
+        request = await asyncio.to_thread(self._build_request, chat, continuing=True)
+        async for piece in self._stream_answer(chat, answer_id, request):
+            yield piece
+
     async def _images_for(
-        self, incoming: Incoming, edited: Turn | None
+        self, incoming: Incoming, edited: Turn | None, board: Board
     ) -> tuple[tuple[ImagePart, ...], list[Notice]]:
         """The message's images, from its files and image links; an edited message
         keeps the images it had."""
@@ -135,10 +157,10 @@ class Assistant:
         if reused and {source_key(p) for p in reused} == {u.key for u in incoming.uploads}:
             return reused, []
         limits, options = self._limits(), _options_for(incoming, self.settings.max_page_ranges)
-        files = await prepare_uploads(incoming.uploads, limits, options, self.early)
+        files = await prepare_uploads(incoming.uploads, limits, options, self.early, board)
         links = await prepare_links(
             find_image_links(incoming.text), incoming.id,
-            budget=limits.max_images - len(files.parts), max_bytes=limits.max_image_bytes,
+            budget=limits.max_images - len(files.parts), max_bytes=limits.max_image_bytes, board=board,
         )
         return tuple(files.parts + links.parts), _attachment_notices(files, links, limits.max_images)
 
@@ -175,7 +197,7 @@ class Assistant:
             max_video_pixels=self.settings.max_video_pixels,
         )
 
-    def _build_request(self, chat: ChatSession) -> Request:
+    def _build_request(self, chat: ChatSession, *, continuing: bool = False) -> Request:
         ui_language = LANGUAGE_NAMES["zh" if is_chinese(chat.ui_language) else "en"]
         system = system_prompt(chat.answer_language, ui_language)
         try:
@@ -185,29 +207,35 @@ class Assistant:
                 max_images=self.settings.max_images_per_request,
                 prompt_budget=self.settings.prompt_budget,
                 system_first=self.settings.system_first,
+                continuing=continuing,
             )
         except PromptTooLong:
-            chat.conversation.turns.pop()  # the question that does not fit is not kept
+            if not continuing:  # the question that does not fit is not kept
+                chat.conversation.turns.pop()
             raise
 
     async def _stream_answer(
         self, chat: ChatSession, turn_id: str, request: Request
     ) -> AsyncIterator[Notice | str]:
+        """Stream and remember an answer to turn `turn_id` — or, for a request
+        that continues one, more of answer `turn_id`."""
         result = StreamResult()
         pieces: list[str] = []
+        answer_id = turn_id if request.continues else f"{turn_id}:answer"
         try:
-            async for piece in self.client.stream(request.messages, result):
+            async for piece in self.client.stream(request.messages, result, continues=request.continues):
                 pieces.append(piece)
                 yield piece
         except ModelRejected:
-            if not pieces:  # a request the server refuses would poison every later turn
+            if not pieces and not request.continues:  # it would poison every later turn
                 chat.conversation.cut_back_to(turn_id)
             raise
         finally:  # also on stop (CancelledError) and failures: keep what was said
-            chat.conversation.add_assistant(f"{turn_id}:answer", "".join(pieces))
+            chat.conversation.add_assistant(answer_id, "".join(pieces))
         chat.last_usage = _usage(request, result)
         if result.truncated:
-            yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning")
+            yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning",
+                         continues=answer_id)
 
 
 def _usage(request: Request, result: StreamResult) -> Usage:
@@ -250,7 +278,9 @@ def _options_for(incoming: Incoming, max_page_ranges: int) -> Options:
 def _attachment_notices(files: Prepared, links: Prepared, limit: int) -> list[Notice]:
     notices = [Notice(r.key, r.params, "warning") for r in files.refused + links.refused]
     for sampled in files.sampled:
-        notices.append(Notice(sampled.bundle.note_key, sampled.bundle.note_params, images=sampled.parts))
+        about = source_key(sampled.parts[0]) if sampled.parts else None
+        notices.append(Notice(sampled.bundle.note_key, sampled.bundle.note_params, images=sampled.parts,
+                              about=about))
     if left_out := files.left_out + links.left_out:
         notices.append(
             Notice("notice.too_many_images", {"limit": limit, "names": ", ".join(left_out)}, "warning")

@@ -56,6 +56,7 @@ class Request:
     prompt_tokens: int
     newly_hidden: tuple[str, ...]  # image names that just went out of view
     newly_dropped: int  # earlier turns just left out for length
+    continues: bool = False  # the last message is an answer so far, for the model to go on with
 
 
 @dataclass
@@ -68,7 +69,12 @@ class Conversation:
         self.turns.append(Turn(turn_id, "user", text, tuple(images)))
 
     def add_assistant(self, turn_id: str, text: str) -> None:
-        if text:
+        """Remember an answer; more of the last answer (a continuation) goes on its end."""
+        if not text:
+            return
+        if self.turns and self.turns[-1].id == turn_id and self.turns[-1].role == "assistant":
+            self.turns[-1].text += text
+        else:
             self.turns.append(Turn(turn_id, "assistant", text))
 
     def cut_back_to(self, turn_id: str) -> Turn | None:
@@ -96,7 +102,10 @@ class Conversation:
         max_images: int,
         prompt_budget: int,
         system_first: bool = True,
+        continuing: bool = False,
     ) -> Request:
+        """`continuing`: the last turn is an answer the model is to go on with
+        (vLLM's `continue_final_message`), so it is counted without its end."""
         window = plan(
             self.turns,
             max_images=max_images,
@@ -105,7 +114,7 @@ class Conversation:
         )
         hidden_before = hidden_counts(self.turns, window.first_image)
         first, prompt_tokens = self._confirm(window.first_turn, system, counter, hidden_before,
-                                             prompt_budget, system_first)
+                                             prompt_budget, system_first, continuing)
         kept = range(first, len(self.turns))
         messages = [_to_wire(self.turns[i], hidden_before[i]) for i in kept]
         if system_first:
@@ -119,11 +128,12 @@ class Conversation:
             prompt_tokens=prompt_tokens,
             newly_hidden=self._announce_hidden([self.turns[i] for i in kept], hidden_before[first:]),
             newly_dropped=dropped,
+            continues=continuing,
         )
 
     def _confirm(
         self, first: int, system: str, counter: TokenCounter, hidden: list[int],
-        budget: int, system_first: bool,
+        budget: int, system_first: bool, continuing: bool,
     ) -> tuple[int, int]:
         """The window's first turn confirmed by an exact count, and that count; one
         turn more is left out while the estimate was short. The newest turn (the
@@ -133,7 +143,7 @@ class Conversation:
             first += 1
         while True:
             counted = [_counted(self.turns[i], hidden[i]) for i in range(first, last + 1)]
-            tokens = counter.count(system, counted, system_first=system_first)
+            tokens = counter.count(system, counted, system_first=system_first, continuing=continuing)
             if tokens <= budget:
                 return first, tokens
             if first == last:

@@ -28,6 +28,7 @@ from PIL import Image
 from handlers.errors import InvalidAttachment, RequestRefused
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
+from handlers.progress import SILENT, Meter
 from handlers.workers import run_cpu
 
 RENDER_SIDE = 1024  # px, the longest side of each image sent
@@ -115,25 +116,28 @@ async def prepare_pdf(
     max_images: int,
     tile: bool,
     max_bytes: int,
+    meter: Meter = SILENT,
 ) -> MediaBundle:
     """Render the requested `pages` (default: from the first) into at most
     `max_images` images; with `tile`, each page becomes 2-4 sharper tiles.
 
-    Runs in a worker thread. Refuses, as `InvalidAttachment`: `pdf.too_large`,
+    Runs in a worker thread; `meter` counts the pages rendered, and stops the
+    thread between pages once the work is cancelled (`WorkCancelled`). Refuses, as `InvalidAttachment`: `pdf.too_large`,
     `pdf.encrypted`, `pdf.corrupt`, `pdf.empty`, `pdf.pages_out_of_range`.
     """
-    return await run_cpu(_prepare, name, Path(path), pages, max_images, tile, max_bytes)
+    return await run_cpu(_prepare, name, Path(path), pages, max_images, tile, max_bytes, meter)
 
 
 def _prepare(
-    name: str, path: Path, pages: list[int] | None, max_images: int, tile: bool, max_bytes: int
+    name: str, path: Path, pages: list[int] | None, max_images: int, tile: bool, max_bytes: int,
+    meter: Meter = SILENT,
 ) -> MediaBundle:
     if path.stat().st_size > max_bytes:
         raise InvalidAttachment("pdf.too_large", name=name, limit_mb=max_bytes // 2**20)
     with _PDFIUM, _open(name, path) as document:
         total = len(document)
         wanted, missing = _choose(name, pages, total)
-        rendered = _render_within_budget(name, document, wanted, max_images, tile)
+        rendered = _render_within_budget(name, document, wanted, max_images, tile, meter)
     images = tuple(
         LabelledImage(label, prepare_pil(name, image, source_format="PDF"))
         for _, label, image in rendered
@@ -183,13 +187,18 @@ def _choose(name: str, pages: list[int] | None, total: int) -> tuple[list[int], 
     return present, missing
 
 
-def _render_within_budget(name, document, numbers: list[int], max_images: int, tile: bool):
+def _render_within_budget(
+    name, document, numbers: list[int], max_images: int, tile: bool, meter: Meter
+):
     """(page number, label, image) for pages in order until `max_images` images."""
     rendered: list[tuple[int, str, Image.Image]] = []
+    meter.start(min(len(numbers), math.ceil(max_images / 2) if tile else max_images))  # tiles: ≥ 2 a page
     for number in numbers:
         if len(rendered) >= max_images:
             break
+        meter.check()
         images = _render_page(name, document, number, tile)
+        meter.advance()
         for part, image in enumerate(images, start=1):
             label = f"page {number}, part {part}/{len(images)}" if tile else f"page {number}"
             rendered.append((number, label, image))

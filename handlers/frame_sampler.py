@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import av
 from PIL import Image, ImageChops, ImageStat
 
+from handlers.progress import SILENT, Meter
+
 CANDIDATES_PER_MOMENT = 2
 # Decoding every frame of a clip with too few keyframes is allowed up to this
 # many pixels: ~480 frames of 1080p, 1-3 s on 2 cores. Beyond it, fewer moments.
@@ -49,17 +51,20 @@ def stream_start(stream: av.VideoStream) -> float:
 
 def sample(
     container: av.container.InputContainer, stream: av.VideoStream, duration: float,
-    moments: int, box: int,
+    moments: int, box: int, meter: Meter = SILENT,
 ) -> list[Shot]:
     """Up to `moments` shots spread over `duration` seconds, in time order,
-    each fitted in a `box`-px square."""
+    each fitted in a `box`-px square. `meter` counts the moments and stops
+    the work between frames once it is cancelled."""
     slot = duration / moments
     times = [[(m + k / CANDIDATES_PER_MOMENT) * slot for k in range(CANDIDATES_PER_MOMENT)]
              for m in range(moments)]
-    shots = _pick(_grab_keyframes(container, stream, times, box))
+    meter.start(moments)
+    shots = _pick(_grab_keyframes(container, stream, times, box, meter))
     cheap = _pixels_to_decode(stream, duration) <= DECODE_THROUGH_PIXELS
     if len(shots) < moments and cheap:
-        shots = _pick(_decode_through(container, stream, times, box))
+        meter.start(moments)
+        shots = _pick(_decode_through(container, stream, times, box, meter))
     return shots
 
 
@@ -68,7 +73,7 @@ def _pixels_to_decode(stream: av.VideoStream, duration: float) -> float:
     return stream.codec_context.width * stream.codec_context.height * rate * duration
 
 
-def _grab_keyframes(container, stream, times: list[list[float]], box: int):
+def _grab_keyframes(container, stream, times: list[list[float]], box: int, meter: Meter):
     """The keyframe at or before each candidate time. A keyframe decodes on
     one core, so the later half of the slots goes to a second container on the
     same file, in a second thread (PyAV releases the GIL while decoding)."""
@@ -81,19 +86,27 @@ def _grab_keyframes(container, stream, times: list[list[float]], box: int):
             twin = other.streams[stream.index]
             twin.codec_context.skip_frame = "NONKEY"
             twin.codec_context.options = dict(stream.codec_context.options)
-            return _grab_slots(other, twin, times[half:], box)
+            return _grab_slots(other, twin, times[half:], box, meter)
 
     with ThreadPoolExecutor(1) as pool:
         later = pool.submit(later_half)
-        return _grab_slots(container, stream, times[:half], box) + later.result()
+        try:
+            earlier = _grab_slots(container, stream, times[:half], box, meter)
+        finally:  # stopped: the other half stops at its next frame too
+            later_shots = later.result()
+        return earlier + later_shots
 
 
-def _grab_slots(container, stream, times: list[list[float]], box: int):
-    grab = _keyframe_grabber(container, stream, box)
-    return [[grab(t) for t in slot_times] for slot_times in times]
+def _grab_slots(container, stream, times: list[list[float]], box: int, meter: Meter):
+    grab = _keyframe_grabber(container, stream, box, meter)
+    slots = []
+    for slot_times in times:
+        slots.append([grab(t) for t in slot_times])
+        meter.advance()
+    return slots
 
 
-def _keyframe_grabber(container, stream, box: int) -> Callable[[float], Shot | None]:
+def _keyframe_grabber(container, stream, box: int, meter: Meter) -> Callable[[float], Shot | None]:
     """A function from a time to the keyframe at or before it, decoded alone.
 
     A decoder that reorders frames (H.264 with B-frames) holds a keyframe back
@@ -105,6 +118,7 @@ def _keyframe_grabber(container, stream, box: int) -> Callable[[float], Shot | N
     start = stream_start(stream)
 
     def grab(at: float) -> Shot | None:
+        meter.check()
         container.seek(int((start + at) / stream.time_base), stream=stream, backward=True)
         for packet in container.demux(stream):
             frames = stream.decode(packet)
@@ -118,7 +132,7 @@ def _keyframe_grabber(container, stream, box: int) -> Callable[[float], Shot | N
     return grab
 
 
-def _decode_through(container, stream, times: list[list[float]], box: int):
+def _decode_through(container, stream, times: list[list[float]], box: int, meter: Meter):
     """Like the keyframe grabber for every time at once, but from every frame, in one pass."""
     start = stream_start(stream)
     stream.codec_context.skip_frame = "DEFAULT"
@@ -126,9 +140,12 @@ def _decode_through(container, stream, times: list[list[float]], box: int):
     wanted = sorted({t for slot_times in times for t in slot_times})
     found: dict[float, Shot] = {}
     for frame in container.decode(stream):
+        meter.check()
         at = float(frame.pts * stream.time_base) - start if frame.pts is not None else 0.0
         while len(found) < len(wanted) and at >= wanted[len(found)] - 1e-3:
             found[wanted[len(found)]] = _shot(frame, stream, frame.pts, start, box)
+            if len(found) % CANDIDATES_PER_MOMENT == 0:
+                meter.advance()
         if len(found) == len(wanted):
             break
     return [[found.get(t) for t in slot_times] for slot_times in times]

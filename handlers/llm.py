@@ -28,6 +28,9 @@ from handlers.settings import DEFAULT_MODEL, Settings, redact_url
 log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
+# vLLM's fields for going on with the final (assistant) message instead of
+# answering after it: the Continue button's request.
+CONTINUE_FINAL = {"continue_final_message": True, "add_generation_prompt": False}
 CONNECT_TIMEOUT = 5.0
 
 
@@ -81,13 +84,16 @@ class ModelClient:
                 return self._model
         return DEFAULT_MODEL
 
-    async def stream(self, messages: list[dict], result: StreamResult) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[dict], result: StreamResult, *, continues: bool = False
+    ) -> AsyncIterator[str]:
         """Yield the answer's text as it arrives; `result` is filled in at the end.
+        `continues`: the last message is an answer so far, and the model goes on with it.
 
         Cancelling the consumer (the stop button) closes the HTTP stream, which
         makes vLLM abort the request and free its GPU slot.
         """
-        stream = await self._open(messages)
+        stream = await self._open(messages, CONTINUE_FINAL if continues else None)
         try:
             async for chunk in stream:
                 if chunk.usage:
@@ -108,7 +114,7 @@ class ModelClient:
         finally:
             await stream.close()
 
-    async def _open(self, messages: list[dict]):
+    async def _open(self, messages: list[dict], extra_body: dict | None = None):
         """Start a streamed completion, retrying and failing over before any token."""
         model = await self.model()
         attempt = 0
@@ -122,6 +128,7 @@ class ModelClient:
                     temperature=self._settings.temperature,
                     stream=True,
                     stream_options={"include_usage": True},
+                    extra_body=extra_body,
                 )
                 return stream
             except openai.APIError as error:

@@ -48,14 +48,19 @@ class TokenCounter:
         self._estimates: OrderedDict[bytes, int] = OrderedDict()
 
     def count(
-        self, system: str, messages: Sequence[CountedMessage], *, system_first: bool = False
+        self, system: str, messages: Sequence[CountedMessage], *, system_first: bool = False,
+        continuing: bool = False,
     ) -> int:
         """Tokens of the whole prompt as vLLM's mistral tokenizer mode builds it.
 
         `system_first`: the system text is the first text of the first (user)
-        message rather than a system message.
+        message rather than a system message. `continuing`: the last message is
+        an answer to go on with, so it has no `</s>` (mistral_common's `prefix`,
+        which vLLM sets on a final assistant message).
         """
         chat: list = [_to_mistral(message) for message in messages]
+        if continuing:
+            chat[-1] = AssistantMessage(content=chat[-1].content, prefix=True)
         if system and system_first:
             chat[0] = _to_mistral(CountedMessage("user", (system, *messages[0].texts)))
         elif system:

@@ -42,6 +42,7 @@ from handlers.errors import InvalidAttachment
 from handlers.frame_sampler import Shot, sample, stream_start
 from handlers.images import prepare_pil
 from handlers.media import LabelledImage, MediaBundle
+from handlers.progress import SILENT, Meter
 from handlers.settings import Settings
 from handlers.workers import run_cpu
 
@@ -105,16 +106,17 @@ def looks_like_video(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXE
 
 async def prepare_video(
     name: str, path: str | os.PathLike, *, max_images: int, max_bytes: int, max_duration_s: float,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, meter: Meter = SILENT,
 ) -> MediaBundle:
     """Sample `path` into at most `max_images` labelled images (see the module doc).
 
-    Runs in a worker thread. Refuses, as `InvalidAttachment`: `video.too_large`,
+    Runs in a worker thread; `meter` counts the moments sampled, and stops the
+    thread between frames once the work is cancelled (`WorkCancelled`). Refuses, as `InvalidAttachment`: `video.too_large`,
     `video.unsupported_format`, `video.corrupt`, `video.empty`, `video.audio_only`,
     `video.no_video_stream`, `video.too_long`, `video.too_many_pixels`.
     """
     return await run_cpu(
-        _prepare, name, os.fspath(path), max_images, max_bytes, max_duration_s, max_pixels
+        _prepare, name, os.fspath(path), max_images, max_bytes, max_duration_s, max_pixels, meter
     )
 
 
@@ -137,7 +139,8 @@ def format_clock(seconds: float, *, hours: bool | None = None) -> str:
 
 
 def _prepare(
-    name: str, path: str, max_images: int, max_bytes: int, max_duration_s: float, max_pixels: int
+    name: str, path: str, max_images: int, max_bytes: int, max_duration_s: float, max_pixels: int,
+    meter: Meter = SILENT,
 ) -> MediaBundle:
     if os.path.getsize(path) > max_bytes:
         raise InvalidAttachment("video.too_large", name=name, limit_mb=max_bytes // 2**20)
@@ -149,14 +152,14 @@ def _prepare(
             _check_duration(name, duration, max_duration_s)
             layout = plan_layout(duration, max_images)
             box = MAX_SIDE if layout.columns == 1 else cell_box(layout.columns)
-            shots = sample(container, stream, duration, layout.moments, box)
+            shots = sample(container, stream, duration, layout.moments, box, meter)
     except av.error.EOFError:  # what FFmpeg says of a Matroska file with no frames
         raise InvalidAttachment("video.empty", name=name) from None
     except av.FFmpegError:
         raise _unreadable(name, path) from None
     if not shots:
         raise InvalidAttachment("video.corrupt", name=name)
-    return _bundle(name, shots, layout.columns, duration)
+    return _bundle(name, shots, layout.columns, duration, meter)
 
 
 def _unreadable(name: str, path: str) -> InvalidAttachment:
@@ -218,9 +221,9 @@ def _duration(container: av.container.InputContainer, stream: av.VideoStream) ->
     return max(0.0, end - stream_start(stream))
 
 
-def _bundle(name: str, shots: list[Shot], columns: int, duration: float) -> MediaBundle:
+def _bundle(name: str, shots: list[Shot], columns: int, duration: float, meter: Meter) -> MediaBundle:
     hours = duration >= 3600
-    images = _compose(name, shots, columns, hours)
+    images = _compose(name, shots, columns, hours, meter)
     note = {"name": name, "count": len(shots), "duration": format_clock(duration, hours=hours)}
     if columns == 1:
         return MediaBundle(name, "video", images, "video.frames", note)
@@ -228,15 +231,17 @@ def _bundle(name: str, shots: list[Shot], columns: int, duration: float) -> Medi
                        {**note, "sheets": len(images), "grid": f"{columns}×{columns}"})
 
 
-def _compose(name: str, shots: list[Shot], columns: int, hours: bool):
+def _compose(name: str, shots: list[Shot], columns: int, hours: bool, meter: Meter):
     """Single frames or sheets of `columns`², each labelled with its time(s)."""
     clock = [format_clock(s.time, hours=hours) for s in shots]
+    meter.check()
     if columns == 1:
         return tuple(LabelledImage(c, prepare_pil(name, s.image, source_format="video"))
                      for s, c in zip(shots, clock))
     per_sheet = columns * columns
     sheets = []
     for first in range(0, len(shots), per_sheet):
+        meter.check()
         cells = [(s.image, c) for s, c in zip(shots[first:first + per_sheet], clock[first:])]
         label = f"{cells[0][1]}–{cells[-1][1]}" if len(cells) > 1 else cells[0][1]
         sheet = contact_sheet(cells, columns)

@@ -29,6 +29,7 @@ from typing import NamedTuple
 from tests.fake_vllm_http import LoopbackServer
 from tests.vllm_rules import (
     ApiError,
+    check_continuation,
     check_image_count,
     check_length,
     count_images,
@@ -140,6 +141,7 @@ class FakeVLLM:
             raise ApiError(404, f"The model `{body.get('model')}` does not exist. "
                                 f"Valid aliases: {self.model}.", "model")
         messages = body.get("messages") or []
+        check_continuation(body)
         check_image_count(messages, self.max_images)
         return check_length(prompt_tokens(messages), max_tokens_of(body) or 0, self.max_model_len)
 

@@ -210,3 +210,36 @@ async def test_a_browser_that_disconnects_mid_answer_cancels_the_model_request(
     other = ChatHarness()
     await other.start()
     await answers_normally(other, fake_vllm)
+
+
+async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(chat, fake_vllm, tmp_path, monkeypatch):
+    """Through Chainlit's own socket `stop` handler, while the worker threads sample."""
+    import time
+
+    from handlers import frame_sampler
+    from tests.mediacorpus import write_video
+
+    decoded, real = [], frame_sampler._shot
+
+    def slow_shot(*args, **kwargs):  # a slow decoder: 36 moments take seconds
+        time.sleep(0.05)
+        decoded.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(frame_sampler, "_shot", slow_shot)
+    clip = write_video(tmp_path / "meeting.mp4", seconds=600, fps=1)
+    message = chat.message("What happens?", [clip])
+    answering = asyncio.create_task(chainlit_app.on_message(message))
+    chat.session.current_task = answering  # as Chainlit's process_message does
+    await eventually(lambda: any("◷" in t for t in chat.texts()), "sampling is shown")
+
+    await chainlit.socket.stop(chat.session.socket_id)
+    await eventually(answering.done, "the message's task ends")
+    await asyncio.sleep(0.3)  # each sampling thread reaches its next check
+    stopped_at = len(decoded)
+    await asyncio.sleep(0.5)
+    assert len(decoded) == stopped_at < 72
+    assert not any("◷" in t for t in chat.texts())
+    assert any(translate("notice.stopped", "en-US") in t for t in chat.texts())
+    request = await answers_normally(chat, fake_vllm)
+    assert_first_exchange_kept(chat, request)

@@ -109,6 +109,22 @@ def max_tokens_of(body: dict) -> int | None:
     return body.get("max_completion_tokens") or body.get("max_tokens")
 
 
+def check_continuation(body: dict) -> None:
+    """A final answer is gone on with only when asked so (`continue_final_message`,
+    and `add_generation_prompt` off: it defaults to on), in vLLM's words."""
+    messages = body.get("messages") or []
+    final_answer = bool(messages) and messages[-1].get("role") == "assistant"
+    going_on, prompt = bool(body.get("continue_final_message")), body.get("add_generation_prompt", True)
+    if going_on and prompt:
+        raise ApiError(400, "Cannot set both `add_generation_prompt` and `continue_final_message` to True.")
+    if final_answer and prompt:
+        raise ApiError(400, "Cannot set `add_generation_prompt` to True when the last message is from the "
+                            "assistant. Consider using `continue_final_message` instead.")
+    if going_on and not final_answer:
+        raise ApiError(400, "Cannot set `continue_final_message` to True when the last message is not "
+                            "from the assistant.")
+
+
 def check_image_count(messages: list[dict], max_images: int) -> None:
     """Refuse more images than --limit-mm-per-prompt allows, in vLLM's words."""
     if count_images(messages) > max_images:

@@ -156,3 +156,25 @@ async def test_a_chat_resumed_after_a_restart_sends_the_same_prompt_and_hits_the
     after = await ask(resumed, "And the date?")
     assert after.reported == after.counted > before.counted
     assert after.cached >= before.counted - 64  # byte for byte what was sent before the restart
+
+
+async def test_continue_goes_on_with_the_same_answer_and_is_counted_as_vllm_counts_it(real_app):
+    """The Continue button's request (`continue_final_message`): vLLM takes it, and
+    the app's count of its prompt (the answer so far without `</s>`) is vLLM's."""
+    await real_app(MAX_TOKENS="8")
+    chat = ChatHarness()
+    await chat.start()
+    await ask(chat, "Tell me a long story about a lighthouse.")
+    buttons = [data for event, data in chat.events if event == "action"]
+    if not buttons:  # 8 random tokens end in `</s>` only by chance
+        pytest.skip("random weights ended the answer before the length limit")
+    (button,) = buttons
+    first = chat.visible_messages()[0]["output"]
+    chat.enter()
+    await chainlit_app.on_continue(cl.Action(**button))
+    usage = session_of(chat).last_usage
+    assert usage.reported == usage.counted, usage
+    turns = session_of(chat).conversation.turns
+    assert [t.role for t in turns] == ["user", "assistant"]
+    assert chat.visible_messages()[0]["output"] == turns[-1].text
+    assert turns[-1].text.startswith(first) and len(turns[-1].text) > len(first)

@@ -181,3 +181,21 @@ async def test_an_undecodable_image_is_a_bad_request(client):
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(client, messages=[broken])
     assert caught.value.type == "BadRequestError"
+
+
+ANSWER_SO_FAR = {"role": "assistant", "content": "The picture shows"}
+
+
+async def test_a_final_answer_is_continued_only_when_asked_so(client):
+    """What the Continue button sends (`continue_final_message`, no generation prompt) is served;
+    a final answer without it, or both flags, are refused."""
+    stream = await ask(client, messages=[USER, ANSWER_SO_FAR], stream=True,
+                       extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    async for _ in stream:
+        pass
+    both = "Cannot set both `add_generation_prompt` and `continue_final_message` to True."
+    for extra, words in (({}, "Consider using `continue_final_message` instead."),
+                         ({"continue_final_message": True}, both)):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await ask(client, messages=[USER, ANSWER_SO_FAR], extra_body=extra)
+        assert words in caught.value.body["message"]
