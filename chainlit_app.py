@@ -218,22 +218,29 @@ async def _send_download(request: cl.Message) -> None:
             found.data_layer, cl.context.session.thread_id, user.identifier if user else None
         )
         if not chat_download.has_questions(thread, skip=frozenset({request.id})):
-            await cl.Message(content="ℹ️ " + translate("download.nothing", language)).send()
+            await _download_reply(request, cl.Message(content="ℹ️ " + translate("download.nothing", language)))
             return
         download = await asyncio.to_thread(
             chat_download.build_download, thread, found.store, found.storage.path_for,
             language=language, max_bytes=found.settings.max_download_bytes, skip=frozenset({request.id}),
         )
     except UserFacingError as error:
-        await cl.ErrorMessage(content=error.message(language)).send()
+        await _download_reply(request, cl.ErrorMessage(content=error.message(language)))
         return
     try:
-        await _send_zip(download, language, found.settings.max_download_mb)
+        await _send_zip(request, download, language, found.settings.max_download_mb)
     finally:
         download.path.unlink(missing_ok=True)
 
 
-async def _send_zip(download: chat_download.Download, language: str, limit_mb: int) -> None:
+async def _download_reply(request: cl.Message, reply: cl.Message | cl.ErrorMessage) -> None:
+    """Send a reply to `/download` naming its request: history leaves both out of
+    the conversation even if the request's own mark was not written."""
+    reply.metadata = {"kind": history.DOWNLOAD_KIND, "reply_to": request.id}
+    await reply.send()
+
+
+async def _send_zip(request: cl.Message, download: chat_download.Download, language: str, limit_mb: int) -> None:
     """Sent from the session's files only (persist=False): a chat's history does not
     keep copies of itself."""
     if download.left_out:
@@ -241,8 +248,8 @@ async def _send_zip(download: chat_download.Download, language: str, limit_mb: i
                          left_out=download.left_out, limit=limit_mb)
     else:
         text = translate("download.ready", language, images=download.images)
-    reply = cl.Message(content=text, metadata={"kind": history.DOWNLOAD_KIND})
-    await reply.send()
+    reply = cl.Message(content=text)
+    await _download_reply(request, reply)
     zip_file = cl.File(name=download.file_name, path=str(download.path), mime="application/zip", display="inline")
     await zip_file.send(for_id=reply.id, persist=False)
 

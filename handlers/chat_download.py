@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from handlers.errors import RequestRefused
-from handlers.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore
+from handlers.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore, download_requests
 from handlers.i18n import translate
 
 CHAT_FILE = "chat.md"
@@ -84,7 +84,9 @@ async def owned_thread(layer: ThreadSource, thread_id: str | None, identifier: s
 
 
 def has_questions(thread: dict, skip: frozenset[str] = frozenset()) -> bool:
-    return any(_is_question(step, skip) for step in thread.get("steps") or [])
+    steps = thread.get("steps") or []
+    skip = skip | download_requests(steps)
+    return any(_is_question(step, skip) for step in steps)
 
 
 def build_download(
@@ -140,7 +142,9 @@ def _blocks(
     for element in thread.get("elements") or []:
         by_step[element.get("forId") or ""].append(element)
     blocks: list[Block] = []
-    for step in sorted(thread.get("steps") or [], key=lambda s: s.get("createdAt") or ""):
+    steps = thread.get("steps") or []
+    skip = skip | download_requests(steps)
+    for step in sorted(steps, key=lambda s: s.get("createdAt") or ""):
         kind = (step.get("metadata") or {}).get("kind")
         text = (step.get("output") or "").strip()
         if kind == DOWNLOAD_KIND or step.get("id") in skip:

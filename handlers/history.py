@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from handlers.conversation import Conversation, ImagePart, Turn
@@ -96,8 +96,10 @@ async def rebuild(
     their images, and the answers (notices and error messages are left out)."""
     conversation = Conversation()
     elements = thread.get("elements") or []
-    for step in sorted(thread.get("steps") or [], key=lambda s: s.get("createdAt") or ""):
-        if step.get("type") == "user_message" and not _is_download(step):
+    steps = thread.get("steps") or []
+    skipped = download_requests(steps) | _empty_messages(steps, elements)
+    for step in sorted(steps, key=lambda s: s.get("createdAt") or ""):
+        if step.get("type") == "user_message" and step.get("id") not in skipped:
             kept = await asyncio.to_thread(store.load, thread["id"], step["id"])
             text, parts = kept or (None, None)
             text = (step.get("output") or "") if text is None else text
@@ -110,8 +112,32 @@ async def rebuild(
     return conversation
 
 
-def _is_download(step: dict) -> bool:
-    return (step.get("metadata") or {}).get("kind") == DOWNLOAD_KIND
+def download_requests(steps: Iterable[dict]) -> frozenset[str]:
+    """The ids of the person's `/download` messages: marked as such by the app, or
+    named by the reply. The mark is an update of Chainlit's own write of the
+    message, and the two can land in either order; the reply's `reply_to` is
+    written once, with the reply."""
+    marked, named = set(), set()
+    for step in steps:
+        metadata = step.get("metadata") or {}
+        if metadata.get("kind") != DOWNLOAD_KIND:
+            continue
+        if step.get("type") == "user_message":
+            marked.add(step.get("id"))
+        elif metadata.get("reply_to"):
+            named.add(metadata["reply_to"])
+    return frozenset(marked | named)
+
+
+def _empty_messages(steps: Iterable[dict], elements: list[dict]) -> frozenset[str]:
+    """Messages with neither words nor files: never a question (`respond` sends
+    nothing for them), so not replayed either."""
+    with_files = {element.get("forId") for element in elements}
+    return frozenset(
+        step.get("id") for step in steps
+        if step.get("type") == "user_message"
+        and not (step.get("output") or "").strip() and step.get("id") not in with_files
+    )
 
 
 def _is_answer(step: dict) -> bool:
