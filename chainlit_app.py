@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from pathlib import Path
 
 import chainlit as cl
@@ -20,7 +21,7 @@ from handlers import (
     auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
 )
 from handlers.attachments import Upload
-from handlers.chat import ChatSession, Incoming, Notice
+from handlers.chat import ChatSession, Final, Incoming, Notice, Progress
 from handlers.conversation import Conversation
 from handlers.errors import UserFacingError
 from handlers.i18n import translate
@@ -157,25 +158,62 @@ async def _answer(message: cl.Message) -> None:
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
+    shown = _Shown(answer, chat.ui_language)
     try:
-        async for item in services().assistant.respond(chat, _incoming(message)):
-            if isinstance(item, Notice):
-                await _send_notice(item, chat.ui_language)
-            else:
-                await answer.stream_token(item)
+        async with aclosing(services().assistant.respond(chat, _incoming(message))) as items:
+            async for item in items:
+                await shown.show(item)
     except UserFacingError as error:
+        await shown.settle()
         await _send_failure(answer, error, chat.ui_language)
         return
     except Exception:  # a bug: logged in full, the person gets a plain apology
         log.exception("unexpected failure while answering message %s", message.id)
+        await shown.settle()
         await _send_failure(answer, UserFacingError(), chat.ui_language)
         return
     except asyncio.CancelledError:  # the stop button: keep what was said so far
+        await shown.settle()
         if answer.content:
             await answer.send()
         raise
     if answer.content:
         await answer.send()
+
+
+class _Shown:
+    """The answer message as it streams: text, a count's status, its final table."""
+
+    def __init__(self, answer: cl.Message, language: str) -> None:
+        self.answer, self.language = answer, language
+        self.kept: str | None = None  # a count under way: what the answer keeps if it ends now
+
+    async def show(self, item) -> None:
+        if isinstance(item, Notice):
+            await _send_notice(item, self.language)
+        elif isinstance(item, Progress):
+            self.kept = item.kept
+            if item.status != self.answer.content:
+                await self.answer.stream_token(item.status, is_sequence=True)
+        elif isinstance(item, Final):
+            self.kept = item.text
+            self.answer.elements = [
+                cl.File(name=file.name, content=file.data, mime=file.mime, display="inline") for file in item.files
+            ]
+            await self.settle()
+        else:
+            await self.answer.stream_token(item)
+
+    async def settle(self) -> None:
+        """A count's status gives way to what it keeps; with nothing to keep, the message goes."""
+        if self.kept is None:
+            return
+        kept, self.kept = self.kept, None
+        if kept:
+            await self.answer.stream_token(kept, is_sequence=True)
+        elif self.answer.streaming:
+            await self.answer.remove()
+            self.answer.content, self.answer.streaming = "", False
 
 
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.

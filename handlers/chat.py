@@ -7,7 +7,15 @@ partial one cut short by the stop button or a failure.
 
 Knows nothing of Chainlit: `respond` yields `Notice`s (things to tell the
 person, as translation keys) and answer text, and raises `UserFacingError`s;
-`chainlit_app.py` renders both.
+`chainlit_app.py` renders both. A count (`/count`) streams JSON, not text: it
+yields `Progress` (a status to show while it arrives, and what to keep if
+stopped) and then one `Final` answer (the table, with its CSV) instead.
+
+What a count's turn remembers is what the answer shows — the rendered table,
+or the model's text as written when it was not a count — never the JSON
+behind it: a follow-up then reads what the person read ("the second row"),
+is not nudged to answer in JSON itself, and a chat resumed from history
+(which has only the shown text) sends the model the same bytes as before.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from handlers.attachments import (
     source_key,
 )
 from handlers.conversation import Conversation, ImagePart, Request, Turn
+from handlers.counting import RESPONSE_FORMAT as COUNT_FORMAT
+from handlers.counting import CSV_NAME, CountStream
 from handlers.errors import ModelRejected, PromptTooLong, RequestRefused
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
@@ -47,6 +57,29 @@ class Notice:
     params: dict[str, Any] = field(default_factory=dict)
     level: Literal["info", "warning"] = "info"
     images: tuple[ImagePart, ...] = ()  # e.g. the frames sampled from a video, to show
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A count under way: the answer shows `status`; `kept` is what it keeps if stopped now."""
+
+    status: str
+    kept: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    mime: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Final:
+    """The answer's text at the end, replacing what it showed, with files to attach."""
+
+    text: str
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +128,9 @@ class Assistant:
     store: PreparedStore | None = None
     early: EarlyPreparations | None = None  # photos prepared as their uploads arrived
 
-    async def respond(self, chat: ChatSession, incoming: Incoming) -> AsyncIterator[Notice | str]:
+    async def respond(
+        self, chat: ChatSession, incoming: Incoming
+    ) -> AsyncIterator[Notice | str | Progress | Final]:
         self._check_length(incoming.text)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
@@ -117,7 +152,12 @@ class Assistant:
         request = await asyncio.to_thread(self._build_request, chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
-        async for piece in self._stream_answer(chat, incoming.id, request):
+        if incoming.command == "count":
+            names = [part.image.name for part in conversation.latest_images()]
+            answer = self._stream_count(chat, incoming.id, request, CountStream(names, chat.ui_language))
+        else:
+            answer = self._stream_answer(chat, incoming.id, request)
+        async for piece in answer:
             yield piece
 
     async def _images_for(
@@ -202,6 +242,32 @@ class Assistant:
         chat.last_usage = _usage(request, result)
         if result.truncated:
             yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning")
+
+
+    async def _stream_count(
+        self, chat: ChatSession, turn_id: str, request: Request, counting: CountStream
+    ) -> AsyncIterator[Notice | Progress | Final]:
+        """A count: structured output, a status while it streams, then the table."""
+        result = StreamResult()
+        outcome = None
+        yield Progress(counting.status(), kept="")
+        try:
+            async for piece in self.client.stream(request.messages, result, response_format=COUNT_FORMAT):
+                counting.add(piece)
+                yield Progress(counting.status(), kept=counting.as_written())
+            outcome = counting.finish(truncated=result.truncated, max_tokens=self.settings.max_tokens)
+        except ModelRejected:
+            if not counting.raw:
+                chat.conversation.cut_back_to(turn_id)
+            raise
+        finally:  # as for any answer: what it shows is what the chat remembers
+            kept = outcome.text if outcome else counting.as_written()
+            chat.conversation.add_assistant(f"{turn_id}:answer", kept)
+        chat.last_usage = _usage(request, result)
+        files = (Attachment(CSV_NAME, "text/csv", outcome.csv),) if outcome.csv else ()
+        yield Final(outcome.text, files)
+        if outcome.notice:
+            yield Notice(outcome.notice, outcome.params, "warning")
 
 
 def _usage(request: Request, result: StreamResult) -> Usage:

@@ -81,13 +81,17 @@ class ModelClient:
                 return self._model
         return DEFAULT_MODEL
 
-    async def stream(self, messages: list[dict], result: StreamResult) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[dict], result: StreamResult, *, response_format: dict | None = None
+    ) -> AsyncIterator[str]:
         """Yield the answer's text as it arrives; `result` is filled in at the end.
 
+        `response_format` asks for structured output (`{"type": "json_schema", ...}`,
+        vLLM's grammar enforces it; it does not change the prompt's tokens).
         Cancelling the consumer (the stop button) closes the HTTP stream, which
         makes vLLM abort the request and free its GPU slot.
         """
-        stream = await self._open(messages)
+        stream = await self._open(messages, response_format)
         try:
             async for chunk in stream:
                 if chunk.usage:
@@ -108,9 +112,10 @@ class ModelClient:
         finally:
             await stream.close()
 
-    async def _open(self, messages: list[dict]):
+    async def _open(self, messages: list[dict], response_format: dict | None = None):
         """Start a streamed completion, retrying and failing over before any token."""
         model = await self.model()
+        extra = {"response_format": response_format} if response_format else {}
         attempt = 0
         while True:
             client = self._clients[attempt % len(self._clients)]
@@ -122,6 +127,7 @@ class ModelClient:
                     temperature=self._settings.temperature,
                     stream=True,
                     stream_options={"include_usage": True},
+                    **extra,
                 )
                 return stream
             except openai.APIError as error:
