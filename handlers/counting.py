@@ -86,9 +86,13 @@ class Count:
 
 
 def parse_count(text: str) -> Count | None:
-    """The count in the model's text, or None if it is not valid JSON of the schema's shape."""
+    """The count in the model's text, or None if it is not valid JSON of the schema's shape.
+
+    Raw control characters in strings are let through (`strict=False`): vLLM's
+    xgrammar grammar allows a tab inside a JSON string, which strict JSON does not.
+    """
     try:
-        data = json.loads(text)
+        data = json.loads(text, strict=False)
     except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):

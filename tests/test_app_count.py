@@ -7,10 +7,12 @@ import asyncio
 import csv
 import io
 
+import chainlit as cl
 import pytest
 
+import chainlit_app
 from handlers.counting import RESPONSE_FORMAT
-from tests.app_helpers import photo
+from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 
 
@@ -104,3 +106,22 @@ async def test_stop_during_a_count_keeps_what_was_said(chat, app, tmp_path):
     app.token_delay = 0.0
     await chat.send("Go on")
     assert app.requests[-1]["messages"][1]["content"] == kept
+
+
+async def test_a_resumed_chat_replays_the_count_as_it_was_sent(app, start_app, tmp_path):
+    alice = await chainlit_app.services().data_layer.create_user(cl.User(identifier="alice"))
+    chat = ChatHarness(user=alice)
+    await chat.start()
+    await chat.send("", [photo(tmp_path, "a.jpg"), photo(tmp_path, "b.jpg")], command="count")
+    await chat.send("Which is the most common?")
+    before = app.requests[-1]["messages"]
+    await settle()
+
+    await start_app()  # the app restarts
+    thread = await chainlit_app.services().data_layer.get_thread(chat.session.thread_id)
+    resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
+    await resumed.resume(thread)
+    await resumed.send("And the least?")
+    after = app.requests[-1]["messages"]
+    assert after[: len(before)] == before  # the table, byte for byte: vLLM's prefix cache holds
+    assert after[1]["content"].startswith("| Object | a.jpg | b.jpg |")

@@ -162,3 +162,9 @@ def test_a_count_that_is_not_a_table_falls_back_with_a_note(raw, truncated, key)
     outcome = counting.finish(truncated=truncated, max_tokens=24)
     assert outcome.notice == key and outcome.csv is None
     assert outcome.text == as_written(raw)
+
+
+def test_a_raw_tab_in_a_name_is_read_as_vllms_grammar_lets_it_through():
+    count = parse_count('{"objects": [{"name": "red\tapple", "count": 1}], "total": 1, "uncertain": []}')
+    assert count.objects[0].name == "red\tapple"
+    assert "| red apple | 1 |" in to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US")
