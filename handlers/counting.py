@@ -67,7 +67,7 @@ RESPONSE_FORMAT: dict = {
     "json_schema": {"name": "count", "schema": SCHEMA, "strict": True},
 }
 
-CSV_NAME = "count.csv"
+CSV_NAME = "counts.csv"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ async def test_a_count_of_two_images_is_a_table_with_totals_and_a_csv(chat, app,
     ]
     assert "- the fake vLLM counts images, not what is in them" in table
     (element,) = chat.elements()
-    assert element["name"] == "count.csv" and element["mime"] == "text/csv"
+    assert element["name"] == "counts.csv" and element["mime"] == "text/csv"
     assert element["forId"] == chat.visible_messages()[-1]["id"]
     assert csv_rows(element, chat)[-1] == ["Total", "1", "2", "3"]
 

@@ -11,7 +11,7 @@ from handlers.i18n import TRANSLATIONS_DIR, resolve_language, translate
 from handlers.prompts import PRESETS, load_prompt, system_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_PATTERN = re.compile(r"""["']((?:error|notice|attachment|video|pdf|link|preset|settings|auth|history)\.[a-z_0-9.]+)["']""")
+KEY_PATTERN = re.compile(r"""["']((?:error|notice|attachment|video|pdf|link|preset|settings|auth|history|count)\.[a-z_0-9.]+)["']""")
 
 
 def app_strings(language: str) -> dict:

@@ -38,7 +38,7 @@ async def test_vllms_structured_output_is_rendered_as_a_table_with_a_csv(real_ap
     answer = chat.last_text()
     assert is_table(answer, "zh-CN"), chat.texts()
     assert not any(translate("count.not_a_table", "zh-CN") in text for text in chat.texts())
-    assert [element["name"] for element in chat.elements()] == ["count.csv"]
+    assert [element["name"] for element in chat.elements()] == ["counts.csv"]
 
 
 async def test_a_resumed_chat_sends_the_count_table_byte_for_byte(real_app, tmp_path):
