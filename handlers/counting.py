@@ -152,8 +152,8 @@ class CountStream:
         """'Counting…', with how many rows have arrived once there are some."""
         rows = self.raw.count('"name"')
         if rows:
-            return "⏳ " + translate("count.status_rows", self.language, rows=rows)
-        return "⏳ " + translate("count.status", self.language)
+            return translate("count.status_rows", self.language, rows=rows)
+        return translate("count.status", self.language)
 
     def as_written(self) -> str:
         """What was said so far, shown as it came (the stop button, a failure)."""

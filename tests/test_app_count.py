@@ -125,3 +125,18 @@ async def test_a_resumed_chat_replays_the_count_as_it_was_sent(app, start_app, t
     after = app.requests[-1]["messages"]
     assert after[: len(before)] == before  # the table, byte for byte: vLLM's prefix cache holds
     assert after[1]["content"].startswith("| Object | a.jpg | b.jpg |")
+
+
+async def test_a_count_cut_by_a_dropped_connection_keeps_what_was_said_with_the_failure(chat, app, tmp_path):
+    app.drop_after(4)
+    await chat.send("", [photo(tmp_path, "a.jpg")], command="count")
+    (answer,) = chat.texts()
+    assert answer.startswith('```json\n{"objects":') and "Counting" not in answer
+    assert "stopped early" in answer  # error.partial_answer, under what was said
+
+
+async def test_a_refused_count_leaves_only_the_error(chat, app, tmp_path):
+    app.fail_next(400, message="Bad things.")
+    await chat.send("", [photo(tmp_path, "a.jpg")], command="count")
+    (error,) = chat.texts()
+    assert "Bad things." in error and "Counting" not in error
