@@ -21,8 +21,9 @@ from handlers import (
     auth_routes, browser_policy, chainlit_routes, file_routes, history, message_guard, revocation, sign_in,
 )
 from handlers.attachments import Upload
-from handlers.chat import ChatSession, Final, Incoming, Notice, Progress
+from handlers.chat import ChatSession, Incoming, Notice
 from handlers.conversation import Conversation
+from handlers.counting import Final, Progress
 from handlers.errors import UserFacingError
 from handlers.i18n import translate
 from handlers.prompts import PRESETS

@@ -37,7 +37,7 @@ from handlers.attachments import (
 )
 from handlers.conversation import Conversation, ImagePart, Request, Turn
 from handlers.counting import RESPONSE_FORMAT as COUNT_FORMAT
-from handlers.counting import CSV_NAME, CountStream
+from handlers.counting import CSV_NAME, Attachment, CountStream, Final, Progress
 from handlers.errors import ModelRejected, PromptTooLong, RequestRefused
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
@@ -57,29 +57,6 @@ class Notice:
     params: dict[str, Any] = field(default_factory=dict)
     level: Literal["info", "warning"] = "info"
     images: tuple[ImagePart, ...] = ()  # e.g. the frames sampled from a video, to show
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A count under way: the answer shows `status`; `kept` is what it keeps if stopped now."""
-
-    status: str
-    kept: str
-
-
-@dataclass(frozen=True)
-class Attachment:
-    name: str
-    mime: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Final:
-    """The answer's text at the end, replacing what it showed, with files to attach."""
-
-    text: str
-    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Owns: the one copy of the schema (`SCHEMA`) and the `response_format` built from
 it, parsing the model's text into a `Count` (or None when it is not one: cut at
 the length limit, a server that ignored the schema, a model that wrote prose),
 and following the JSON while it streams (`CountStream`: a status to show, and
-what the answer becomes at the end).
+what the answer becomes at the end), with the items `handlers.chat` yields for
+it (`Progress`, then one `Final` with its CSV as an `Attachment`).
 
 vLLM 0.33 enforces `response_format` `{"type": "json_schema", ...}` with its
 grammar backend; the older `guided_json` field is ignored there without an
@@ -132,6 +133,29 @@ class Outcome:
     csv: bytes | None = None  # the same table, to attach
     notice: str | None = None  # a translation key: why it is not a table
     params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A count under way: the answer shows `status`; `kept` is what it keeps if stopped now."""
+
+    status: str
+    kept: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    mime: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Final:
+    """The answer's text at the end, replacing what it showed, with files to attach."""
+
+    text: str
+    files: tuple[Attachment, ...] = ()
 
 
 class CountStream:
