@@ -23,6 +23,7 @@ to the server (`handlers.llm`), or any UI.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,7 +105,8 @@ def parse_count(text: str) -> Count | None:
         return None
     if not all(isinstance(item, str) for item in uncertain):
         return None
-    return Count(tuple(rows), total, tuple(item.strip() for item in uncertain if item.strip()))
+    uncertain = [_clean(item) for item in uncertain]
+    return Count(tuple(rows), total, tuple(item for item in uncertain if item))
 
 
 def _row(item: object) -> Row | None:
@@ -112,13 +114,22 @@ def _row(item: object) -> Row | None:
         return None
     name, count = item.get("name"), item.get("count")
     image, note = item.get("image"), item.get("note", "")
-    if not isinstance(name, str) or not name.strip() or not _is_count(count):
+    if not isinstance(name, str) or not _clean(name) or not _is_count(count):
         return None
     if image is not None and not (_is_count(image) and image >= 1):
         return None
     if not isinstance(note, str):
         return None
-    return Row(name.strip(), count, image, note.strip())
+    return Row(_clean(name), count, image, _clean(note))
+
+
+def _clean(text: str) -> str:
+    """A string as the table can keep it. JSON escapes let a model write any code
+    point: a lone surrogate ("\\ud800") cannot be stored or sent as UTF-8, and a
+    control character ("\\u0000") is refused by PostgreSQL; they go."""
+    kept = (" " if unicodedata.category(ch) == "Cc" else ch for ch in text
+            if unicodedata.category(ch) != "Cs")
+    return " ".join("".join(kept).split())
 
 
 def _is_count(value: object) -> bool:

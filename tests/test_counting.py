@@ -166,5 +166,12 @@ def test_a_count_that_is_not_a_table_falls_back_with_a_note(raw, truncated, key)
 
 def test_a_raw_tab_in_a_name_is_read_as_vllms_grammar_lets_it_through():
     count = parse_count('{"objects": [{"name": "red\tapple", "count": 1}], "total": 1, "uncertain": []}')
-    assert count.objects[0].name == "red\tapple"
+    assert count.objects[0].name == "red apple"
     assert "| red apple | 1 |" in to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US")
+
+
+def test_code_points_that_cannot_be_stored_are_left_out_of_names_and_notes():
+    text = r'{"objects": [{"name": "a\ud800b\u0000c", "count": 1, "note": "\u0007x"}], "total": 1, "uncertain": ["\udfff"]}'
+    count = parse_count(text)
+    assert count.objects[0] == Row("ab c", 1, None, "x") and count.uncertain == ()
+    to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US").encode("utf-8")  # no surrogate left

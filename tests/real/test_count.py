@@ -21,6 +21,9 @@ from tests.real.test_chat import ask
 # counts took 26-332 tokens in 12 tries. Free text would run to the limit: every
 # question here is a count.
 MAX_TOKENS = "1500"
+# vLLM's CPU build caches the prefix in blocks of 128 tokens (vllm/platforms/cpu.py)
+# and only full blocks: a prompt sent again byte for byte hits all but its last, partial one.
+BLOCK = 128
 
 
 def is_table(text: str, language: str) -> bool:
@@ -58,4 +61,4 @@ async def test_a_resumed_chat_sends_the_count_table_byte_for_byte(real_app, tmp_
     await resumed.resume(thread)
     after = await ask(resumed, "Only the blue ones.", command="count")
     assert after.reported == after.counted > before.counted
-    assert after.cached >= before.counted - 64
+    assert after.cached >= before.counted // BLOCK * BLOCK  # the table too (it ends before.counted)
