@@ -254,6 +254,7 @@ async def _send_zip(request: cl.Message, download: chat_download.Download, langu
     await zip_file.send(for_id=reply.id, persist=False)
 
 
+
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.
 CHAINLIT_STOP_TEXT = "Task manually stopped."
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import chainlit as cl
 
 from handlers.chat import Notice
+from handlers.counting import CountStatus, Final
 from handlers.errors import UserFacingError
 from handlers.i18n import translate
 from handlers.progress import Progress
@@ -72,6 +74,37 @@ class ProgressView:
             await message.remove()
 
 
+class CountView:
+    """A count's answer: a status while its JSON arrives, then the table and its CSV."""
+
+    def __init__(self, answer: cl.Message) -> None:
+        self.answer = answer
+        self.kept: str | None = None  # a count under way: what the answer keeps if it ends now
+
+    async def status(self, item: CountStatus) -> None:
+        self.kept = item.kept
+        if item.status != self.answer.content:
+            await self.answer.stream_token(item.status, is_sequence=True)
+
+    async def final(self, item: Final) -> None:
+        self.kept = item.text
+        self.answer.elements = [
+            cl.File(name=file.name, content=file.data, mime=file.mime, display="inline") for file in item.files
+        ]
+        await self.settle()
+
+    async def settle(self) -> None:
+        """The status gives way to what the count keeps; with nothing to keep, the message goes."""
+        if self.kept is None:
+            return
+        kept, self.kept = self.kept, None
+        if kept:
+            await self.answer.stream_token(kept, is_sequence=True)
+        elif self.answer.streaming:
+            await self.answer.remove()
+            self.answer.content, self.answer.streaming = "", False
+
+
 def images_of(notice: Notice) -> list[cl.Image]:
     return [
         cl.Image(content=part.image.data, mime=part.image.mime, name=part.label or part.image.name,
@@ -84,37 +117,51 @@ async def stream_into(
     answer: cl.Message, items: AsyncIterator, language: str, *, sent: bool = False
 ) -> None:
     """Show what `respond` (or `continue_answer`) yields: progress, notices, and
-    the answer's text in `answer` — sent at the end, or updated if it was `sent`."""
-    view, offered = ProgressView(language), False
+    the answer's text in `answer` — sent at the end, or updated if it was `sent`.
+
+    `items` is closed before a stopped or failed answer is shown, so the chat's
+    memory (written in its `finally`) already holds what the person sees."""
+    view, count, offered = ProgressView(language), CountView(answer), False
     try:
-        async for item in items:
-            if isinstance(item, Progress):
-                await view.show(item)
-            elif isinstance(item, Notice) and item.continues:  # the last item
-                await _keep(answer, sent)
-                sent = offered = True
-                await _offer_continue(answer, item, language)
-            elif isinstance(item, Notice):
-                await view.notice(item)
-            else:
-                await view.close()
-                await answer.stream_token(item)
+        async with aclosing(items) as answered:
+            async for item in answered:
+                if isinstance(item, Progress):
+                    await view.show(item)
+                elif isinstance(item, Notice) and item.continues:  # the last item
+                    await _keep(answer, sent)
+                    sent = offered = True
+                    await _offer_continue(answer, item, language)
+                elif isinstance(item, Notice):
+                    await view.notice(item)
+                elif isinstance(item, CountStatus):
+                    await view.close()
+                    await count.status(item)
+                elif isinstance(item, Final):
+                    await count.final(item)
+                else:
+                    await view.close()
+                    await answer.stream_token(item)
     except UserFacingError as error:
-        await view.close()
+        await _settle(view, count)
         await _send_failure(answer, error, language, sent)
         return
     except Exception:  # a bug: logged in full, the person gets a plain apology
         log.exception("unexpected failure while answering message %s", answer.metadata.get("reply_to"))
-        await view.close()
+        await _settle(view, count)
         await _send_failure(answer, UserFacingError(), language, sent)
         return
     except asyncio.CancelledError:  # the stop button: keep what was said so far
-        await view.close()
+        await _settle(view, count)
         await _keep(answer, sent)
         raise
-    await view.close()
+    await _settle(view, count)
     if not offered:
         await _keep(answer, sent)
+
+
+async def _settle(view: ProgressView, count: CountView) -> None:
+    await view.close()
+    await count.settle()
 
 
 async def _keep(answer: cl.Message, sent: bool) -> None:

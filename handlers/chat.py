@@ -12,6 +12,16 @@ keys) and answer text, and raises `UserFacingError`s; `chainlit_app.py`
 renders them. An answer cut at the length limit can be continued
 (`continue_answer`): the model is asked to go on from where it stopped, in the
 same answer.
+
+A count (`/count`) streams JSON, not text: it yields `CountStatus` (a status
+to show while it arrives, and what to keep if stopped) and then one `Final`
+answer (the table, with its CSV) instead.
+
+What a count's turn remembers is what the answer shows — the rendered table,
+or the model's text as written when it was not a count — never the JSON
+behind it: a follow-up then reads what the person read ("the second row"),
+is not nudged to answer in JSON itself, and a chat resumed from history
+(which has only the shown text) sends the model the same bytes as before.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from handlers.attachments import (
     source_key,
 )
 from handlers.conversation import Conversation, ImagePart, Request, Turn
+from handlers.counting import RESPONSE_FORMAT as COUNT_FORMAT
+from handlers.counting import CSV_NAME, Attachment, CountStatus, CountStream, Final
 from handlers.errors import ModelRejected, PromptTooLong, RequestRefused
 from handlers.history import PreparedStore
 from handlers.i18n import is_chinese
@@ -105,7 +117,7 @@ class Assistant:
 
     async def respond(
         self, chat: ChatSession, incoming: Incoming
-    ) -> AsyncIterator[Progress | Notice | str]:
+    ) -> AsyncIterator[Progress | Notice | str | CountStatus | Final]:
         self._check_length(incoming.text)
         incoming = _with_awaited_task(chat, incoming)
         conversation = chat.conversation
@@ -134,7 +146,12 @@ class Assistant:
         request = await asyncio.to_thread(self._build_request, chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
-        async for piece in self._stream_answer(chat, incoming.id, request):
+        if incoming.command == "count":
+            names = [part.image.name for part in conversation.latest_images()]
+            answer = self._stream_count(chat, incoming.id, request, CountStream(names, chat.ui_language))
+        else:
+            answer = self._stream_answer(chat, incoming.id, request)
+        async for piece in answer:
             yield piece
 
     async def continue_answer(self, chat: ChatSession, answer_id: str) -> AsyncIterator[Notice | str]:
@@ -236,6 +253,31 @@ class Assistant:
         if result.truncated:
             yield Notice("notice.truncated", {"max_tokens": self.settings.max_tokens}, "warning",
                          continues=answer_id)
+
+    async def _stream_count(
+        self, chat: ChatSession, turn_id: str, request: Request, counting: CountStream
+    ) -> AsyncIterator[Notice | CountStatus | Final]:
+        """A count: structured output, a status while it streams, then the table."""
+        result = StreamResult()
+        outcome = None
+        yield CountStatus(counting.status(), kept="")
+        try:
+            async for piece in self.client.stream(request.messages, result, response_format=COUNT_FORMAT):
+                counting.add(piece)
+                yield CountStatus(counting.status(), kept=counting.as_written())
+            outcome = counting.finish(truncated=result.truncated, max_tokens=self.settings.max_tokens)
+        except ModelRejected:
+            if not counting.raw:
+                chat.conversation.cut_back_to(turn_id)
+            raise
+        finally:  # as for any answer: what it shows is what the chat remembers
+            kept = outcome.text if outcome else counting.as_written()
+            chat.conversation.add_assistant(f"{turn_id}:answer", kept)
+        chat.last_usage = _usage(request, result)
+        files = (Attachment(CSV_NAME, "text/csv", outcome.csv),) if outcome.csv else ()
+        yield Final(outcome.text, files)
+        if outcome.notice:
+            yield Notice(outcome.notice, outcome.params, "warning")
 
 
 def _usage(request: Request, result: StreamResult) -> Usage:

@@ -91,6 +91,13 @@ class Conversation:
                 return turn
         return None
 
+    def latest_images(self) -> tuple[ImagePart, ...]:
+        """The images of the newest turn that has any (what a `/count` is about)."""
+        for turn in reversed(self.turns):
+            if turn.images:
+                return turn.images
+        return ()
+
     def image_count(self) -> int:
         return sum(len(turn.images) for turn in self.turns)
 

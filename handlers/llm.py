@@ -85,15 +85,18 @@ class ModelClient:
         return DEFAULT_MODEL
 
     async def stream(
-        self, messages: list[dict], result: StreamResult, *, continues: bool = False
+        self, messages: list[dict], result: StreamResult, *, continues: bool = False,
+        response_format: dict | None = None,
     ) -> AsyncIterator[str]:
         """Yield the answer's text as it arrives; `result` is filled in at the end.
         `continues`: the last message is an answer so far, and the model goes on with it.
 
+        `response_format` asks for structured output (`{"type": "json_schema", ...}`,
+        vLLM's grammar enforces it; it does not change the prompt's tokens).
         Cancelling the consumer (the stop button) closes the HTTP stream, which
         makes vLLM abort the request and free its GPU slot.
         """
-        stream = await self._open(messages, CONTINUE_FINAL if continues else None)
+        stream = await self._open(messages, CONTINUE_FINAL if continues else None, response_format)
         try:
             async for chunk in stream:
                 if chunk.usage:
@@ -114,9 +117,12 @@ class ModelClient:
         finally:
             await stream.close()
 
-    async def _open(self, messages: list[dict], extra_body: dict | None = None):
+    async def _open(
+        self, messages: list[dict], extra_body: dict | None = None, response_format: dict | None = None
+    ):
         """Start a streamed completion, retrying and failing over before any token."""
         model = await self.model()
+        extra = {"response_format": response_format} if response_format else {}
         attempt = 0
         while True:
             client = self._clients[attempt % len(self._clients)]
@@ -129,6 +135,7 @@ class ModelClient:
                     stream=True,
                     stream_options={"include_usage": True},
                     extra_body=extra_body,
+                    **extra,
                 )
                 return stream
             except openai.APIError as error:

@@ -102,10 +102,15 @@ class ChatHarness:
             if event in ("new_message", "stream_start", "update_message"):
                 shown[data["id"]] = dict(data)
             elif event == "stream_token":
-                shown[data["id"]]["output"] += data["token"]
+                before = "" if data.get("isSequence") else shown[data["id"]]["output"]
+                shown[data["id"]]["output"] = before + data["token"]
             elif event == "delete_message":
                 shown.pop(data["id"], None)
         return [m for m in shown.values() if m.get("type") != "user_message"]
+
+    def elements(self) -> list[dict]:
+        """Every element sent to the UI (files, images), in order."""
+        return [data for event, data in self.events if event == "element"]
 
     def texts(self) -> list[str]:
         return [m["output"] for m in self.visible_messages()]

@@ -32,9 +32,12 @@ from tests.vllm_rules import (
     check_continuation,
     check_image_count,
     check_length,
+    check_response_format,
     count_images,
+    count_reply,
     echo_reply,
     image_tokens,
+    json_schema_of,
     max_tokens_of,
     prompt_tokens,
     split_words,
@@ -45,6 +48,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_REPLY", "ApiError", "FakeVLLM", "count_imag
 
 DEFAULT_MODEL = "mistralai/Pixtral-12B-2409"
 DEFAULT_REPLY = "This is the fake vLLM server answering, one word at a time."
+STRUCTURED_MODES = ("honour", "ignore", "invalid")
 
 
 class _Fault(NamedTuple):
@@ -62,14 +66,23 @@ class FakeVLLM:
     being written (the client went away, or `go_down`/`stop` cut it); a
     `drop_after` drop counts in neither. `requests` holds every chat request body
     that parsed as JSON, refused ones included.
+
+    A request with a `response_format` JSON schema gets, by `structured`:
+    "honour" JSON of the app's count schema (`count_reply`), streamed in pieces and
+    cut at max_tokens like any reply; "ignore" the usual reply, as a server without
+    structured output would; "invalid" the JSON broken off half way, yet ending
+    with "stop", as a model that ignored the schema might.
     """
 
     def __init__(
         self, *, model: str = DEFAULT_MODEL, api_key: str | None = None,
         max_model_len: int = 65536, max_images: int = 4,
         reply: str | Callable[[dict], str] = DEFAULT_REPLY,
-        ttft: float = 0.0, token_delay: float = 0.0, port: int = 0,
+        ttft: float = 0.0, token_delay: float = 0.0, port: int = 0, structured: str = "honour",
     ) -> None:
+        if structured not in STRUCTURED_MODES:
+            raise ValueError(f"structured must be one of {STRUCTURED_MODES}")
+        self.structured = structured
         self.model, self.api_key = model, api_key
         self.max_model_len, self.max_images = max_model_len, max_images
         self.reply, self.ttft, self.token_delay = reply, ttft, token_delay
@@ -142,6 +155,7 @@ class FakeVLLM:
                                 f"Valid aliases: {self.model}.", "model")
         messages = body.get("messages") or []
         check_continuation(body)
+        check_response_format(body)
         check_image_count(messages, self.max_images)
         return check_length(prompt_tokens(messages), max_tokens_of(body) or 0, self.max_model_len)
 
@@ -150,11 +164,17 @@ class FakeVLLM:
 
     def _reply_chunks(self, body: dict) -> tuple[list[str], str]:
         """The reply's chunks (one chunk is one token), and "length" if max_tokens cut it."""
-        chunks = split_words(self.reply(body) if callable(self.reply) else self.reply)
+        chunks = split_words(self._reply_text(body))
         limit = max_tokens_of(body)
         if limit is not None and len(chunks) > limit:
             return chunks[:limit], "length"
         return chunks, "stop"
+
+    def _reply_text(self, body: dict) -> str:
+        if json_schema_of(body) is not None and self.structured != "ignore":
+            text = count_reply(body)
+            return text[: len(text) // 2] if self.structured == "invalid" else text
+        return self.reply(body) if callable(self.reply) else self.reply
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:

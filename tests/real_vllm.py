@@ -59,7 +59,16 @@ CPU_FLAGS = {
     "--load-format": "dummy",
     "--gpu-memory-utilization": "0.1",  # a fraction of host memory on a CPU: kept small …
 }
-CPU_EXTRA_FLAGS = {"--kv-cache-memory-bytes": str(1 << 30)}  # … and the KV cache fixed at 1 GiB
+CPU_EXTRA_FLAGS = {
+    "--kv-cache-memory-bytes": str(1 << 30),  # … and the KV cache fixed at 1 GiB
+    # Random weights, not the CPU: under a JSON schema they pick among the grammar's
+    # allowed tokens at random, and with whitespace allowed between JSON tokens they
+    # pad until max_tokens, so a `/count` never ends. Compact JSON only lets it end
+    # (the grammar still decides the shape; the option needs a named backend). The
+    # unit leaves it out: a trained Pixtral writes JSON, and a runaway one is shown
+    # as text by the app anyway (docs/counting.md).
+    "--structured-outputs-config": json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+}
 CPU_ENVIRONMENT = {"VLLM_CPU_OMP_THREADS_BIND": "0|1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 # The unit's environment that still applies here (the others are the service's paths).
 UNIT_ENVIRONMENT_KEPT = ("HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS", "PYTHONUNBUFFERED")

@@ -84,7 +84,7 @@ async def test_images_alone_are_described(chat, app, tmp_path):
 async def test_a_preset_command_shapes_the_question(chat, app, tmp_path):
     await chat.send("only the cars", [photo(tmp_path, "street.jpg")], command="count")
     text = sent_text(app.requests[-1])
-    assert "Markdown table" in text and "only the cars" in text
+    assert "Answer with JSON only" in text and "only the cars" in text
 
 
 async def test_a_preset_with_no_image_asks_for_one(chat, app):

@@ -12,7 +12,7 @@ from handlers.prompts import PRESETS, load_prompt, system_prompt
 from handlers.welcome import STARTER_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_PATTERN = re.compile(r"""["']((?:error|download|notice|attachment|video|pdf|link|preset|settings|auth|history|progress|action)\.[a-z_0-9.]+)["']""")
+KEY_PATTERN = re.compile(r"""["']((?:error|download|notice|attachment|video|pdf|link|preset|settings|auth|history|progress|action|count)\.[a-z_0-9.]+)["']""")
 
 
 def app_strings(language: str) -> dict:

@@ -2,7 +2,8 @@
 
 Owns: vLLM's error bodies (`ApiError`), Pixtral-12B's image token cost, the
 prompt-size estimate, the image-count and context-length refusals with vLLM's
-own messages, how a reply is cut into stream chunks, and the CLI's echo reply.
+own messages, how a reply is cut into stream chunks, the CLI's echo reply, and
+the JSON a request with a `response_format` schema gets (`count_reply`).
 Every refusal is raised as an `ApiError` whose `body()` is what vLLM answers.
 
 Does not own: the server, its routes, the API-key check, streaming or the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -159,3 +161,50 @@ def echo_reply(body: dict) -> str:
         f"[fake vLLM] I received {count_images(messages)} image(s) in this request (history "
         f"included) and this question: {question!r}. I am a test server, not a model."
     )
+
+
+# --- structured output (response_format) ---------------------------------------------
+
+COLOURS = {
+    "red": (255, 0, 0), "green": (0, 128, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+    "white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
+}
+
+
+def check_response_format(body: dict) -> None:
+    """vLLM refuses a json_schema response_format without its schema (0.32's words)."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        if response_format.get("json_schema") is None:
+            raise ApiError(400, "When response_format type is 'json_schema', the 'json_schema' field "
+                                "must be provided.", "response_format")
+
+
+def json_schema_of(body: dict) -> dict | None:
+    """The schema the answer must follow, if the request asks for one. `guided_json`
+    is not looked at: vLLM 0.33 ignores it without an error."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return (response_format.get("json_schema") or {}).get("schema")
+    return None
+
+
+def count_reply(body: dict) -> str:
+    """A count of the app's schema, derived from what was received: for image n of the
+    last user message, n objects named for its colour, on that image."""
+    messages = body.get("messages") or []
+    last_user = [m for m in messages if m.get("role") == "user"][-1:]
+    urls = [(p.get("image_url") or {}).get("url") or "" for p in content_parts(last_user)
+            if p.get("type") == "image_url"]
+    objects = [{"name": colour_of(url), "count": n, "image": n} for n, url in enumerate(urls, 1)]
+    reply = {"objects": objects, "total": sum(o["count"] for o in objects),
+             "uncertain": ["the fake vLLM counts images, not what is in them"]}
+    return json.dumps(reply, ensure_ascii=False)
+
+
+def colour_of(url: str) -> str:
+    """The palette colour nearest an image's mean colour."""
+    data = base64.b64decode(url.partition(",")[2])
+    with Image.open(io.BytesIO(data)) as image:
+        mean = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], mean)))

@@ -21,6 +21,7 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, expect
 
 READY = "#chat-settings-open-modal"
+COMMANDS = "#command-button"  # the composer's menu of / commands (the presets)
 COMPOSER = "#chat-input"
 SEND = "#chat-submit"
 STOP = "#stop-button"  # replaces the send button while a task runs
@@ -71,6 +72,11 @@ class ChatPage:
         expect(send).to_be_enabled(timeout=TIMEOUT_MS)
         send.click()
         expect(self.page.locator(QUESTIONS)).to_have_count(asked + 1, timeout=TIMEOUT_MS)
+
+    def choose_command(self, description: str) -> None:
+        """Pick a / command (a preset) by its description, as from the composer's menu."""
+        self.page.locator(COMMANDS).click()
+        self.page.get_by_role("option").filter(has_text=description).click()
 
     def wait_for_answer(self, text: str) -> Locator:
         """The newest message, once it contains `text` (streamed text counts as it arrives)."""

@@ -3,8 +3,10 @@
 Whatever the app's tests learn from the fake (tests/fake_vllm.py) that the
 real server can also show on demand is checked here against both, so the fake
 cannot drift from vLLM: routes and the 401 body, the stream's chunks, the usage
-chunk and `[DONE]`, a length cut, and vLLM's error bodies and texts for the
-image limit, the context length, an unknown model and a broken image. What
+chunk and `[DONE]`, a length cut, a `response_format` JSON schema (JSON of its
+shape, the same prompt tokens), and vLLM's error bodies and texts for the
+image limit, the context length, an unknown model, a broken image and a
+json_schema format without its schema. What
 only the fake can stage (a drop mid-stream, an error event, a 503 burst) stays
 in tests/test_fake_vllm.py and tests/test_faults.py.
 
@@ -21,9 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import jsonschema
 import openai
 import pytest
 from PIL import Image
+
+from handlers.counting import RESPONSE_FORMAT, SCHEMA, parse_count
 
 from tests.fake_vllm import FakeVLLM
 from tests.real_vllm import RealVLLM
@@ -199,3 +204,40 @@ async def test_a_final_answer_is_continued_only_when_asked_so(client):
         with pytest.raises(openai.BadRequestError) as caught:
             await ask(client, messages=[USER, ANSWER_SO_FAR], extra_body=extra)
         assert words in caught.value.body["message"]
+
+
+async def streamed(client, messages, **options) -> tuple[str, str | None, object]:
+    """A streamed answer's text, its finish reason and its usage."""
+    stream = await ask(client, messages=messages, stream=True, stream_options={"include_usage": True}, **options)
+    pieces, finish, usage = [], None, None
+    async for chunk in stream:
+        usage = chunk.usage or usage
+        if chunk.choices:
+            finish = chunk.choices[0].finish_reason or finish
+            pieces.append(chunk.choices[0].delta.content or "")
+    return "".join(pieces), finish, usage
+
+
+async def test_a_json_schema_response_format_streams_json_of_that_schema(client):
+    """vLLM's grammar makes even random weights write the count schema's shape; the
+    fake writes a count of the same shape. Both stream it in pieces."""
+    text, finish, usage = await streamed(
+        client, [with_images(2)], max_tokens=2000, response_format=RESPONSE_FORMAT, temperature=0.3
+    )
+    assert finish == "stop" and usage.completion_tokens > 1
+    jsonschema.validate(json.loads(text, strict=False), SCHEMA)  # xgrammar lets a raw tab into a string
+    assert parse_count(text) is not None
+
+
+async def test_a_json_schema_response_format_does_not_change_the_prompt(client):
+    plain = await streamed(client, [with_images(1)], max_tokens=4)
+    structured = await streamed(client, [with_images(1)], max_tokens=4, response_format=RESPONSE_FORMAT)
+    assert structured[2].prompt_tokens == plain[2].prompt_tokens
+
+
+async def test_a_json_schema_response_format_without_its_schema_is_refused(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ask(client, response_format={"type": "json_schema"})
+    error = caught.value
+    assert "the 'json_schema' field must be provided" in error.body["message"]
+    assert (error.type, error.code) == ("BadRequestError", "400")
