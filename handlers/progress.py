@@ -6,7 +6,7 @@ Owns: the `Progress` item `handlers.chat` yields beside `Notice`s and text, the
 `Board` that carries a meter's news safely onto the event loop, throttled, and
 stops every meter when the work it follows is cancelled. Does not own what the
 work is (`handlers.video`, `handlers.documents`, `handlers.links`) or how
-progress looks (`chainlit_app.py`).
+progress looks (`handlers.answer_view`).
 
 Why a flag: a cancelled `asyncio` future does not stop the thread running its
 work; a worker that checks `Meter.advance`/`check` between frames or pages
