@@ -258,7 +258,7 @@ async def measure_once(args, fake: FakeServer, photo: Photo, expected: str, repe
 DEPLOYED_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=20, help="people uploading a photo (default 20)")
     parser.add_argument("--stream-users", type=int, default=50, help="people asking text-only (default 50)")
@@ -287,7 +287,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--typing", type=float, default=0.0,
                         help="seconds from a photo's upload to its question (default 0, the worst case)")
     parser.add_argument("--json", action="store_true", help="write results to bench/results/load-*.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.app_env = dict(item.split("=", 1) for item in args.app_env)
     return args
 
@@ -323,9 +323,18 @@ async def main() -> None:
     print(f"medians of {args.repeat} repetition(s) (users and errors: all repetitions added up):")
     print_tables(result)
     print_goals(result, args.stream_users, upload_mb=len(photo.data) / 1e6 if whole else None, users=args.users)
-    print(f"wrote {charts.write_load_chart(result, charts.CHARTS / 'load.png').relative_to(ROOT)}")
+    print(f"wrote {charts.write_load_chart(result, chart_path(args)).relative_to(ROOT)}")
     if args.json:
         write_json(args, result, repeats, raw)
+
+
+def chart_path(args) -> Path:
+    """docs/charts/load.png is the default scenario's (the one docs/benchmarks.md
+    charts); any other run's chart goes beside its results, so it cannot replace it."""
+    if vars(args) == vars(parse_args([])) | {"json": args.json, "repeat": args.repeat}:
+        return charts.CHARTS / "load.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS / f"load-{time.strftime('%Y%m%d-%H%M%S')}.png"
 
 
 def write_json(args, result: dict, repeats: list, raw: list) -> None:
