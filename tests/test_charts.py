@@ -61,7 +61,7 @@ def test_results_are_written_as_json_with_their_time(tmp_path, monkeypatch):
     assert saved["wall_s"] == [2.5] and saved["taken"].endswith("UTC")
 
 
-@pytest.mark.parametrize("name", ["prepare_image", "sample_video", "prefix_cache"])
+@pytest.mark.parametrize("name", ["prepare_image", "sample_video", "prefix_cache", "load"])
 def test_every_committed_chart_is_in_the_benchmarks_doc(name):
     doc = (charts.ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert f"](charts/{name}.png)" in doc
