@@ -28,7 +28,7 @@ from typing import Literal
 
 from handlers.errors import PromptTooLong
 from handlers.images import PreparedImage
-from handlers.tokens import CountedMessage, TokenCounter
+from handlers.tokens import IMAGE, CountedMessage, TokenCounter
 from handlers.window import hidden_counts, plan
 
 
@@ -175,7 +175,7 @@ def _counted(turn: Turn, hidden: int) -> CountedMessage:
     image_tokens = 0
     for index, part in enumerate(turn.images):
         if index >= hidden:
-            texts.extend([part.label] if part.label else [])
+            texts.extend([part.label, IMAGE] if part.label else [IMAGE])
             image_tokens += part.image.tokens
         else:
             texts.append(placeholder(part))

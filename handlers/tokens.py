@@ -29,11 +29,19 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 @dataclass(frozen=True)
 class CountedMessage:
-    """A message reduced to what costs tokens: its text parts and image costs."""
+    """A message reduced to what costs tokens: its text parts and image costs.
+
+    `texts` holds `IMAGE` where an image stands between two text parts: on the
+    wire, adjacent text parts are joined by mistral_common with a blank line
+    before they are tokenized, while text parts an image separates are
+    tokenized apart (a video's frame labels: one token per label differs)."""
 
     role: Literal["user", "assistant"]
-    texts: tuple[str, ...]
+    texts: tuple[str | None, ...]
     image_tokens: int = 0
+
+
+IMAGE = None  # in `CountedMessage.texts`: an image between two text parts
 
 
 class TokenCounter:
@@ -58,15 +66,20 @@ class TokenCounter:
         an answer to go on with, so it has no `</s>` (mistral_common's `prefix`,
         which vLLM sets on a final assistant message).
         """
-        chat: list = [_to_mistral(message) for message in messages]
+        if system and system_first:
+            messages = [CountedMessage("user", (system, *messages[0].texts), messages[0].image_tokens),
+                        *messages[1:]]
+        runs = [_runs(message) for message in messages]
+        # The template around a message's first run, then each later run on its own
+        # (mistral_common encodes each text chunk by itself, between its images).
+        chat: list = [_to_mistral(message.role, first) for message, (first, *_) in zip(messages, runs)]
         if continuing:
             chat[-1] = AssistantMessage(content=chat[-1].content, prefix=True)
-        if system and system_first:
-            chat[0] = _to_mistral(CountedMessage("user", (system, *messages[0].texts)))
-        elif system:
+        if system and not system_first:
             chat.insert(0, SystemMessage(content=system))
         encoded = self._tokenizer.encode_chat_completion(ChatCompletionRequest(messages=chat))
-        return len(encoded.tokens) + sum(message.image_tokens for message in messages)
+        later = sum(self.estimate_text(run) for _, *rest in runs for run in rest)
+        return len(encoded.tokens) + later + sum(message.image_tokens for message in messages)
 
     def estimate(self, message: CountedMessage) -> int:
         """One message's cost on its own: close to its share of `count`, for choosing
@@ -75,7 +88,7 @@ class TokenCounter:
         if (cached := self._estimates.get(key)) is not None:
             self._estimates.move_to_end(key)
             return cached
-        value = sum(self.estimate_text(text) for text in message.texts) + message.image_tokens + 2
+        value = sum(self.estimate_text(text) for text in message.texts if text) + message.image_tokens + 2
         self._estimates[key] = value  # + 2: [INST]/[/INST] or </s>, and a separator
         if len(self._estimates) > self.CACHE_SIZE:
             self._estimates.popitem(last=False)
@@ -88,14 +101,32 @@ class TokenCounter:
 def _digest(message: CountedMessage) -> bytes:
     digest = hashlib.blake2b(message.role.encode(), digest_size=16)
     for text in message.texts:
+        if text is IMAGE:
+            digest.update(b"\xff" * 8)  # not a length any text has
+            continue
         digest.update(len(text).to_bytes(8, "little"))
         digest.update(text.encode("utf-8", "surrogatepass"))
     digest.update(message.image_tokens.to_bytes(8, "little"))
     return digest.digest()
 
 
-def _to_mistral(message: CountedMessage) -> UserMessage | AssistantMessage:
+def _runs(message: CountedMessage) -> list[str]:
+    """A message's text as mistral_common tokenizes it: the text parts between
+    two images joined with a blank line (empty parts skipped); at least one run."""
     if message.role == "assistant":
-        return AssistantMessage(content="".join(message.texts))
-    chunks = [TextChunk(text=text) for text in message.texts if text]
-    return UserMessage(content=chunks or "")
+        return ["".join(text for text in message.texts if text)]
+    runs, current = [], []
+    for text in message.texts:
+        if text is IMAGE:
+            runs.append(current)
+            current = []
+        elif text:
+            current.append(text)
+    runs.append(current)
+    return ["\n\n".join(run) for run in runs if run] or [""]
+
+
+def _to_mistral(role: str, text: str) -> UserMessage | AssistantMessage:
+    if role == "assistant":
+        return AssistantMessage(content=text)
+    return UserMessage(content=[TextChunk(text=text)] if text else "")

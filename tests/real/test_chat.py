@@ -17,6 +17,7 @@ from handlers.chat import ChatSession
 from handlers.i18n import translate
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
+from tests.mediacorpus import write_video
 from tests.real_vllm import RealVLLM
 
 IMAGE_TOKENS = 3120  # a 4:3 photo at Pixtral's 1024 px: 64 × 48 patches + 48 row breaks
@@ -93,6 +94,8 @@ async def test_the_apps_token_count_is_vllms_on_every_turn_of_a_long_chat(real_a
         ("", [photo(tmp_path, "d.jpg", size=(1500, 1500), colour="white")]),  # images alone: described
         ("And now count everything.", [photo(tmp_path, "e.jpg", size=(200, 100))]),
         ("最后一个问题：一共几张图？", []),
+        # frames labelled with their times: text parts that images separate
+        ("What happens in this clip?", [write_video(tmp_path / "clip.mp4", seconds=8, size=(320, 180))]),
     ]
     for text, files in turns:
         usage = await ask(chat, text, files)
