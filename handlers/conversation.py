@@ -163,7 +163,7 @@ class Conversation:
         out_of_view = [p for turn, n in zip(kept, hidden) for p in turn.images[:n]]
         new = [p for p in out_of_view if p.key not in self._announced_hidden]
         self._announced_hidden.update(p.key for p in new)
-        return tuple(p.image.name for p in new)
+        return tuple(dict.fromkeys(p.image.name for p in new))  # a video's sheets share its name
 
 
 def placeholder(part: ImagePart) -> str:
@@ -171,7 +171,7 @@ def placeholder(part: ImagePart) -> str:
 
 
 def _counted(turn: Turn, hidden: int) -> CountedMessage:
-    texts: list[str] = []
+    texts: list[str | None] = []
     image_tokens = 0
     for index, part in enumerate(turn.images):
         if index >= hidden:

@@ -85,6 +85,15 @@ def test_only_the_newest_images_are_sent_and_older_ones_become_placeholders(coun
     assert request.newly_hidden == ("old1.jpg", "old2.jpg", "mid.jpg")
 
 
+def test_a_videos_sheets_going_out_of_view_name_the_video_once(counter):
+    conversation = Conversation()
+    sheets = [ImagePart(key=f"clip-{i}", image=part("clip.mp4").image, label=f"clip.mp4, sheet {i}") for i in range(3)]
+    conversation.add_user("u1", "What happens?", sheets)
+    conversation.add_assistant("a1", "ok")
+    conversation.add_user("u2", "And these?", [part("a.jpg"), part("b.jpg"), part("c.jpg")])
+    assert build(conversation, counter).newly_hidden == ("clip.mp4",)
+
+
 def test_past_the_limit_images_are_hidden_in_steps_that_then_stay_put(counter):
     conversation = Conversation()
     requests = []
