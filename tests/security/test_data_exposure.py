@@ -8,6 +8,7 @@ against the fake vLLM server on loopback, and Chainlit's HTTP routes.
 from __future__ import annotations
 
 import time
+import uuid
 
 import functools
 import os
@@ -17,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from handlers.i18n import translate
 
@@ -111,3 +114,26 @@ async def test_a_deleted_chat_leaves_no_prepared_images_on_disk(start_app, monke
         )
     assert response.status_code == 200, response.text
     assert list(prepared.rglob("*")) == []
+
+
+async def test_a_download_asked_in_another_persons_thread_gets_nothing_of_it(live_app, tabs, fake_vllm) -> None:
+    """The page names its thread when it connects: Mallory names Alice's to ask for
+    `/download` there. Chainlit refuses the connection; in a new chat of her own
+    (not saved yet), `/download` refuses too, and gives nothing of Alice's."""
+    import socketio
+
+    thread_id = str(uuid.uuid4())
+    alice = await tabs("alice", thread_id=thread_id)
+    asked = await alice.send("My salary slip says 4321.")
+    await alice.answered(asked)
+    await live_app.rows('SELECT id FROM threads WHERE id = :id AND "userIdentifier" = :who',
+                        id=thread_id, who="alice")
+
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await tabs("mallory", thread_id=thread_id)
+    mallory = await tabs("mallory")
+    request = await mallory.send("", command="download")
+    await mallory.answered(request)
+    assert translate("error.download_unavailable", "en-US") in mallory.said()
+    seen = repr(mallory.events)
+    assert "4321" not in seen and ".zip" not in seen
