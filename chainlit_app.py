@@ -1,6 +1,6 @@
 """Chainlit callbacks, and nothing else: each one delegates to `handlers/`.
 
-This and `handlers/answer_view.py` (how one answer is shown) are the only
+This and `handlers/web/answer_view.py` (how one answer is shown) are the only
 modules that turn errors into chat messages.
 """
 
@@ -17,20 +17,27 @@ from chainlit.server import app as chainlit_server
 from chainlit.server import sio as chainlit_socket
 from chainlit.types import ThreadDict
 
-from handlers import (
-    auth_routes, browser_policy, chainlit_routes, chat_download, file_routes, history, message_guard, revocation,
-    sign_in, welcome,
-)
-from handlers.answer_view import cut_answer, send_notice, stream_into, withdraw_continue
-from handlers.attachments import Upload
-from handlers.chat import ChatSession, Incoming, Notice
-from handlers.conversation import Conversation
-from handlers.errors import RequestRefused, UserFacingError
-from handlers.i18n import translate
-from handlers.prompts import PRESETS
+from handlers.chat import download as chat_download
+from handlers.chat import history, welcome
+from handlers.chat.attachments import Upload
+from handlers.chat.conversation import Conversation
+from handlers.chat.sessions import ChatRegistry
+from handlers.chat.turn import ChatSession, Incoming, Notice
+from handlers.core.errors import RequestRefused, UserFacingError
+from handlers.core.i18n import translate
+from handlers.core.prompts import PRESETS
+from handlers.core.settings import ANSWER_LANGUAGES, load_settings
 from handlers.services import Services, start_services
-from handlers.sessions import ChatRegistry
-from handlers.settings import ANSWER_LANGUAGES, load_settings
+from handlers.web import (
+    auth_routes,
+    browser_policy,
+    chainlit_routes,
+    file_routes,
+    message_guard,
+    revocation,
+    sign_in,
+)
+from handlers.web.answer_view import cut_answer, send_notice, stream_into, withdraw_continue
 
 log = logging.getLogger("visual_assistant")
 
@@ -62,7 +69,9 @@ async def on_app_startup() -> None:
     _services = await start_services(load_settings())
     settings = _services.settings
     revocation.install(
-        revocation.TokenPolicy(_services.users.tokens_valid_after, settings.session_max_hours * 3600)
+        revocation.TokenPolicy(
+            _services.users.tokens_valid_after, settings.session_max_hours * 3600
+        )
     )
     browser_policy.install(settings.allowed_origins)
     message_guard.install(settings.max_files_per_message, _tell)
@@ -72,8 +81,10 @@ async def on_app_startup() -> None:
     if get_configured_oauth_providers():  # Chainlit refuses the callback without a provider
         cl.oauth_callback(oauth_login)
         if not (settings.oauth_allowed_users or settings.oauth_allowed_domains):
-            log.error("OAuth is configured but OAUTH_ALLOWED_USERS and OAUTH_ALLOWED_DOMAINS are "
-                      "empty: nobody can sign in with it")
+            log.error(
+                "OAuth is configured but OAUTH_ALLOWED_USERS and OAUTH_ALLOWED_DOMAINS are "
+                "empty: nobody can sign in with it"
+            )
 
 
 @cl.on_app_shutdown
@@ -106,7 +117,7 @@ async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default
 
 
 async def _tell(error: UserFacingError, refused: bool) -> None:
-    """What the message guard says about a message as it arrives (handlers/message_guard.py)."""
+    """What the message guard says about a message as it arrives (handlers/web/message_guard.py)."""
     language = cl.context.session.language or "en-US"
     if refused:
         await cl.ErrorMessage(content=error.message(language)).send()
@@ -116,7 +127,7 @@ async def _tell(error: UserFacingError, refused: bool) -> None:
 
 @cl.set_starters
 async def set_starters(user: cl.User | None, language: str | None = None) -> list[cl.Starter]:
-    """The five tasks on the empty chat, in the browser's language (handlers/welcome.py)."""
+    """The five tasks on the empty chat, in the browser's language (handlers/chat/welcome.py)."""
     return [cl.Starter(**vars(spec)) for spec in welcome.starters(language)]
 
 
@@ -170,7 +181,9 @@ async def _answer(message: cl.Message) -> None:
         return
     await withdraw_continue()  # a new question moves past a cut answer
     answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
-    await stream_into(answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language)
+    await stream_into(
+        answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language
+    )
 
 
 @cl.action_callback("continue")
@@ -208,7 +221,7 @@ DOWNLOAD_COMMAND = "download"
 
 
 async def _send_download(request: cl.Message) -> None:
-    """`/download`: the chat as a zip (handlers/chat_download.py), for its owner only."""
+    """`/download`: the chat as a zip (handlers/chat/download.py), for its owner only."""
     language, found = _chat().ui_language, services()
     request.metadata = {**(request.metadata or {}), "kind": history.DOWNLOAD_KIND}
     await request.update()  # marked, so that a resume does not take it for a question
@@ -218,11 +231,18 @@ async def _send_download(request: cl.Message) -> None:
             found.data_layer, cl.context.session.thread_id, user.identifier if user else None
         )
         if not chat_download.has_questions(thread, skip=frozenset({request.id})):
-            await _download_reply(request, cl.Message(content="ℹ️ " + translate("download.nothing", language)))
+            await _download_reply(
+                request, cl.Message(content="ℹ️ " + translate("download.nothing", language))
+            )
             return
         download = await asyncio.to_thread(
-            chat_download.build_download, thread, found.store, found.storage.path_for,
-            language=language, max_bytes=found.settings.max_download_bytes, skip=frozenset({request.id}),
+            chat_download.build_download,
+            thread,
+            found.store,
+            found.storage.path_for,
+            language=language,
+            max_bytes=found.settings.max_download_bytes,
+            skip=frozenset({request.id}),
         )
     except UserFacingError as error:
         await _download_reply(request, cl.ErrorMessage(content=error.message(language)))
@@ -240,19 +260,27 @@ async def _download_reply(request: cl.Message, reply: cl.Message | cl.ErrorMessa
     await reply.send()
 
 
-async def _send_zip(request: cl.Message, download: chat_download.Download, language: str, limit_mb: int) -> None:
+async def _send_zip(
+    request: cl.Message, download: chat_download.Download, language: str, limit_mb: int
+) -> None:
     """Sent from the session's files only (persist=False): a chat's history does not
     keep copies of itself."""
     if download.left_out:
-        text = translate("download.ready_left_out", language, images=download.images,
-                         left_out=download.left_out, limit=limit_mb)
+        text = translate(
+            "download.ready_left_out",
+            language,
+            images=download.images,
+            left_out=download.left_out,
+            limit=limit_mb,
+        )
     else:
         text = translate("download.ready", language, images=download.images)
     reply = cl.Message(content=text)
     await _download_reply(request, reply)
-    zip_file = cl.File(name=download.file_name, path=str(download.path), mime="application/zip", display="inline")
+    zip_file = cl.File(
+        name=download.file_name, path=str(download.path), mime="application/zip", display="inline"
+    )
     await zip_file.send(for_id=reply.id, persist=False)
-
 
 
 # What Chainlit 2.12's stop handler sends, in English whatever the person's language.
@@ -296,7 +324,9 @@ def _new_chat(thread_id: str | None, conversation: Conversation | None = None) -
     chosen = (session.chat_settings or {}).get("answer_language")
     chat = ChatSession(
         ui_language=session.language or "en-US",
-        answer_language=chosen if chosen in ANSWER_LANGUAGES else services().settings.answer_language,
+        answer_language=chosen
+        if chosen in ANSWER_LANGUAGES
+        else services().settings.answer_language,
         thread_id=thread_id,
         conversation=conversation or Conversation(),
     )
@@ -328,13 +358,19 @@ def _commands(language: str) -> list[dict]:
         }
         for preset in PRESETS
     ]
-    download = {"id": DOWNLOAD_COMMAND, "icon": "download",
-                "description": translate("download.command", language), "button": False}
+    download = {
+        "id": DOWNLOAD_COMMAND,
+        "icon": "download",
+        "description": translate("download.command", language),
+        "button": False,
+    }
     return [*presets, download]
 
 
 def _language_setting(chat: ChatSession) -> Select:
-    labels = {code: translate(f"settings.language_{code}", chat.ui_language) for code in ANSWER_LANGUAGES}
+    labels = {
+        code: translate(f"settings.language_{code}", chat.ui_language) for code in ANSWER_LANGUAGES
+    }
     return Select(
         id="answer_language",
         label=translate("settings.language", chat.ui_language),

@@ -137,7 +137,8 @@ async def one_round(attack_text: str) -> tuple[float, float, float, str]:
 
 async def main(args: argparse.Namespace) -> None:
     import chainlit_app
-    from handlers import attachments, links
+    from handlers.chat import attachments
+    from handlers.media import links
     from tests.fake_vllm import FakeVLLM
 
     fake = FakeVLLM(reply="Fine.", ttft=0.05)
@@ -160,13 +161,17 @@ async def main(args: argparse.Namespace) -> None:
     await chainlit_app.on_app_startup()
     try:
         before = rss_peak_mb()
-        print(f"attack: {args.attack} ({len(text):,} characters); RSS peak at start {before:.0f} MB")
+        print(
+            f"attack: {args.attack} ({len(text):,} characters); RSS peak at start {before:.0f} MB"
+        )
         for n in range(args.repeat):
             baseline, during, stall, said = await one_round(text)
-            print(f"round {n + 1}: B's first token {baseline * 1000:.0f} ms alone, "
-                  f"{during * 1000:.0f} ms during the attack (+{(during - baseline) * 1000:.0f} ms); "
-                  f"longest event-loop stall {stall * 1000:.0f} ms; "
-                  f"RSS peak +{rss_peak_mb() - before:.0f} MB")
+            print(
+                f"round {n + 1}: B's first token {baseline * 1000:.0f} ms alone, "
+                f"{during * 1000:.0f} ms during the attack (+{(during - baseline) * 1000:.0f} ms); "
+                f"longest event-loop stall {stall * 1000:.0f} ms; "
+                f"RSS peak +{rss_peak_mb() - before:.0f} MB"
+            )
         print(f"A was told: {said!r}")
     finally:
         await chainlit_app.on_app_shutdown()

@@ -55,8 +55,12 @@ class UserResult:
     tokens: int = 0
     tokens_per_s: float | None = None
     upload_s: float | None = None
-    sent_at: float | None = None  # wall clock (time.time), comparable with the fake's arrival stamps
-    to_model_s: float | None = None  # from sending the question to the request reaching the model server
+    sent_at: float | None = (
+        None  # wall clock (time.time), comparable with the fake's arrival stamps
+    )
+    to_model_s: float | None = (
+        None  # from sending the question to the request reaching the model server
+    )
     error: str | None = None
 
     def finish(self, sent: float, token_times: list[float], text: str, expected: str) -> None:
@@ -103,8 +107,15 @@ def as_the_browser_uploads(photo: Photo) -> Photo:
 class ChainlitUser:
     """One browser tab: connect, optionally upload a photo, ask once, stay connected until `close`."""
 
-    def __init__(self, base_url: str, identity: str, question: str, photo: Photo | None, expected: str,
-                 typing_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        identity: str,
+        question: str,
+        photo: Photo | None,
+        expected: str,
+        typing_s: float = 0.0,
+    ) -> None:
         self.base_url, self.identity = base_url, identity
         self.question, self.photo, self.expected = question, photo, expected
         self.typing_s = typing_s  # between the upload finishing and the question being sent
@@ -125,14 +136,18 @@ class ChainlitUser:
         Done is the `task_end` that follows the end of the `on_message` run step
         (an update of the step whose parent is our message): `task_end` alone
         also comes when `on_chat_start` ends, which may be after we asked."""
-        self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # unsafe: allows 127.0.0.1
+        self._http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )  # unsafe: allows 127.0.0.1
         await self._sign_in()
         await self._post_json("/set-session-cookie", {"session_id": self.session_id})
         await self._connect()
         references = [{"id": await self._upload()}] if self.photo else []
         await asyncio.sleep(self.typing_s if self.photo else 0)
         self._sent, self.result.sent_at = time.perf_counter(), time.time()
-        await self._sio.emit("client_message", {"message": self._message(), "fileReferences": references})
+        await self._sio.emit(
+            "client_message", {"message": self._message(), "fileReferences": references}
+        )
         await self._done.wait()
         self.result.total = time.perf_counter() - self._sent
         self.result.finish(self._sent, self._token_times, "".join(self._text), self.expected)
@@ -143,7 +158,7 @@ class ChainlitUser:
         try:
             if self._sio is not None and self._sio.connected:
                 await asyncio.wait_for(self._sio.disconnect(), 10)
-        except (asyncio.TimeoutError, socketio.exceptions.SocketIOError):
+        except (TimeoutError, socketio.exceptions.SocketIOError):
             pass  # the server may already have dropped us; nothing left to measure
         finally:
             if self._http is not None:
@@ -156,36 +171,58 @@ class ChainlitUser:
         if not config.get("requireLogin"):
             return
         if not config.get("headerAuth"):
-            raise RuntimeError(f"the app requires sign-in but not by header; start it with AUTH_TRUSTED_HEADER={AUTH_HEADER}")
+            raise RuntimeError(
+                f"the app requires sign-in but not by header; start it with AUTH_TRUSTED_HEADER={AUTH_HEADER}"
+            )
         await self._post_json(
-            "/auth/header", {}, headers={AUTH_HEADER: self.identity, PROXY_SECRET_HEADER: PROXY_SECRET}
+            "/auth/header",
+            {},
+            headers={AUTH_HEADER: self.identity, PROXY_SECRET_HEADER: PROXY_SECRET},
         )
 
     async def _connect(self) -> None:
         self._sio = socketio.AsyncClient(reconnection=False, http_session=self._http)
         self._sio.on("*", self._on_event)
-        auth = {"clientType": "webapp", "sessionId": self.session_id, "threadId": "",
-                "userEnv": json.dumps({}), "chatProfile": ""}
-        await self._sio.connect(self.base_url, socketio_path=SOCKET_PATH, auth=auth, wait_timeout=CONNECT_TIMEOUT)
+        auth = {
+            "clientType": "webapp",
+            "sessionId": self.session_id,
+            "threadId": "",
+            "userEnv": json.dumps({}),
+            "chatProfile": "",
+        }
+        await self._sio.connect(
+            self.base_url, socketio_path=SOCKET_PATH, auth=auth, wait_timeout=CONNECT_TIMEOUT
+        )
         await self._sio.emit("connection_successful")
         await self._sio.emit("fetch_favorites")
 
     async def _upload(self) -> str:
         form = aiohttp.FormData()
-        form.add_field("file", self.photo.data, filename=self.photo.name, content_type=self.photo.mime)
+        form.add_field(
+            "file", self.photo.data, filename=self.photo.name, content_type=self.photo.mime
+        )
         started = time.perf_counter()
-        async with self._http.post(f"{self.base_url}/project/file",
-                                   params={"session_id": self.session_id}, data=form) as response:
+        async with self._http.post(
+            f"{self.base_url}/project/file", params={"session_id": self.session_id}, data=form
+        ) as response:
             if response.status != 200:
-                raise RuntimeError(f"upload refused: HTTP {response.status} {await response.text()}")
+                raise RuntimeError(
+                    f"upload refused: HTTP {response.status} {await response.text()}"
+                )
             reference = await response.json()
         self.result.upload_s = time.perf_counter() - started
         return reference["id"]
 
     def _message(self) -> dict:
-        return {"threadId": "", "id": self._message_id, "name": "User", "type": "user_message",
-                "output": self.question, "createdAt": _now_iso(),
-                "metadata": {"location": f"{self.base_url}/"}}
+        return {
+            "threadId": "",
+            "id": self._message_id,
+            "name": "User",
+            "type": "user_message",
+            "output": self.question,
+            "createdAt": _now_iso(),
+            "metadata": {"location": f"{self.base_url}/"},
+        }
 
     def _on_event(self, event: str, data: object = None) -> None:
         """Every server event, in arrival order. Synchronous on purpose: socket.io
@@ -193,7 +230,11 @@ class ChainlitUser:
         now = time.perf_counter()
         if self._sent is None or not isinstance(data, dict):
             return
-        if event == "update_message" and data.get("type") == "run" and data.get("parentId") == self._message_id:
+        if (
+            event == "update_message"
+            and data.get("type") == "run"
+            and data.get("parentId") == self._message_id
+        ):
             self._answered = data.get("end") is not None  # the run step around on_message has ended
         elif event == "task_end" and self._answered:
             self._done.set()
@@ -210,8 +251,12 @@ class ChainlitUser:
             response.raise_for_status()
             return await response.json()
 
-    async def _post_json(self, path: str, body: dict, headers: dict[str, str] | None = None) -> None:
-        async with self._http.post(f"{self.base_url}{path}", json=body, headers=headers) as response:
+    async def _post_json(
+        self, path: str, body: dict, headers: dict[str, str] | None = None
+    ) -> None:
+        async with self._http.post(
+            f"{self.base_url}{path}", json=body, headers=headers
+        ) as response:
             response.raise_for_status()
 
 

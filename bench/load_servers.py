@@ -31,7 +31,9 @@ from tests.conftest import APP_VARIABLES  # everything the app reads; set empty 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 90.0  # seconds for `chainlit run` to import, load the tokenizer and listen
 STOP_TIMEOUT = 20.0  # seconds after SIGTERM before SIGKILL
-RECEIVED_AT = "_bench_received_at"  # stamped into recorded bodies by the fake, removed before leaving it
+RECEIVED_AT = (
+    "_bench_received_at"  # stamped into recorded bodies by the fake, removed before leaving it
+)
 
 
 def summarize(body: dict) -> dict:
@@ -39,13 +41,26 @@ def summarize(body: dict) -> dict:
     sent), when it arrived (wall clock) and the text of its last user message."""
     received_at = body.pop(RECEIVED_AT, None)
     messages = body.get("messages") or []
-    parts = [part for message in messages if isinstance(message.get("content"), list) for part in message["content"]]
+    parts = [
+        part
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    ]
     users = [message for message in messages if message.get("role") == "user"]
     last = users[-1].get("content") if users else ""
-    text = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last if p.get("type") == "text")
+    text = (
+        last
+        if isinstance(last, str)
+        else " ".join(p.get("text", "") for p in last if p.get("type") == "text")
+    )
     return {
         "body_bytes": len(json.dumps(body, separators=(",", ":"))),
-        "image_bytes": [len((p.get("image_url") or {}).get("url") or "") for p in parts if p.get("type") == "image_url"],
+        "image_bytes": [
+            len((p.get("image_url") or {}).get("url") or "")
+            for p in parts
+            if p.get("type") == "image_url"
+        ],
         "received_at": received_at,
         "text": text,
     }
@@ -88,7 +103,9 @@ class FakeServer:
     def __init__(self, *, ttft: float, token_delay: float, reply: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_serve_fake, args=(child, ttft, token_delay, reply), daemon=True)
+        self._process = context.Process(
+            target=_serve_fake, args=(child, ttft, token_delay, reply), daemon=True
+        )
         self.base_url = ""
 
     def start(self) -> FakeServer:
@@ -123,11 +140,21 @@ class AppProcess:
     process: subprocess.Popen | None = None
 
     def start(self) -> AppProcess:
-        command = [str(ROOT / ".venv/bin/chainlit"), "run", self.script, "--headless",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            str(ROOT / ".venv/bin/chainlit"),
+            "run",
+            self.script,
+            "--headless",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         self._wait_ready()
         return self
 
@@ -138,7 +165,9 @@ class AppProcess:
     def rss(self) -> int:
         """Resident bytes of the app and any children it started."""
         process = psutil.Process(self.process.pid)
-        return process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
+        return process.memory_info().rss + sum(
+            c.memory_info().rss for c in process.children(recursive=True)
+        )
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
@@ -158,7 +187,9 @@ class AppProcess:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.script} exited with {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(
+                    f"{self.script} exited with {self.process.returncode}; see {self.log_path}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/auth/config", timeout=2) as response:
                     if response.status == 200:
@@ -166,7 +197,9 @@ class AppProcess:
             except (urllib.error.URLError, OSError):
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{self.script} did not answer within {READY_TIMEOUT:.0f} s; see {self.log_path}")
+        raise RuntimeError(
+            f"{self.script} did not answer within {READY_TIMEOUT:.0f} s; see {self.log_path}"
+        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -195,13 +228,17 @@ class CpuMeter:
         times = psutil.cpu_times()
         busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
         app = cpu_seconds(self.app_pid) if self.app_pid else 0.0
-        return busy, app, cpu_seconds(os.getpid())  # the benchmark, the fake and the app are all in its tree
+        return (
+            busy,
+            app,
+            cpu_seconds(os.getpid()),
+        )  # the benchmark, the fake and the app are all in its tree
 
 
 def app_environment(vllm_base_url: str, extra: dict[str, str]) -> dict[str, str]:
     """The caller's environment with the app's own variables emptied, pointed at the fake;
     `extra` (from --app-env) goes on top, e.g. to try an allocator setting."""
-    env = {**os.environ, **{name: "" for name in APP_VARIABLES}, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **dict.fromkeys(APP_VARIABLES, ""), "PYTHONUNBUFFERED": "1"}
     env.pop("CI", None)  # with CI set, `chainlit run` rewrites OPENAI_API_KEY
     env.update(VLLM_BASE_URL=vllm_base_url, **extra)
     return env
@@ -213,12 +250,25 @@ class Profiler:
 
     def __init__(self, pid: int, path: Path, rate: int = 100) -> None:
         self.path, self.rate = path, rate
-        self._command = [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(pid), "--rate", str(rate),
-                         "--format", "raw", "--nonblocking", "--output", str(path)]
+        self._command = [
+            str(ROOT / ".venv/bin/py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(path),
+        ]
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Profiler:
-        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(0.5)  # attached before the first user arrives
         return self
 
@@ -241,27 +291,56 @@ class Profiler:
             frames = stack.split(";")
             if any(idle in frames[-1] for idle in _IDLE):
                 continue
-            part = next((label for frame in reversed(frames) for marks, label in _PARTS
-                         if any(mark in frame for mark in marks)), "other")
+            part = next(
+                (
+                    label
+                    for frame in reversed(frames)
+                    for marks, label in _PARTS
+                    if any(mark in frame for mark in marks)
+                ),
+                "other",
+            )
             seconds[part] = seconds.get(part, 0.0) + int(samples) / self.rate
         return sorted(seconds.items(), key=lambda item: -item[1])
 
 
 # Innermost frames of a thread that is waiting, not working (py-spy cannot tell
 # for waits inside C, such as SimpleQueue.get).
-_IDLE = ("EpollSelector.select", "Condition.wait", "concurrent/futures/thread.py:81)", "aiosqlite/core.py:59)",
-         "Event.wait", "Thread.join")
+_IDLE = (
+    "EpollSelector.select",
+    "Condition.wait",
+    "concurrent/futures/thread.py:81)",
+    "aiosqlite/core.py:59)",
+    "Event.wait",
+    "Thread.join",
+)
 _PARTS = (
-    (("handlers/images.py", "PIL/"), "image preparation (handlers/images.py, Pillow)"),
-    (("handlers/tokens.py", "mistral_common/"), "prompt token counting (mistral_common)"),
-    (("handlers/storage.py", "handlers/history.py"), "files: storage copy, prepared-image store"),
-    (("aiosqlite/", "sqlalchemy/", "chainlit/data/"), "history: Chainlit data layer (SQLAlchemy, SQLite)"),
-    (("upload_file", "multipart/", "starlette/datastructures.py", "starlette/formparsers.py", "tempfile.py"),
-     "upload endpoint (multipart, temp file)"),
+    (("handlers/media/images.py", "PIL/"), "image preparation (handlers/media/images.py, Pillow)"),
+    (("handlers/chat/tokens.py", "mistral_common/"), "prompt token counting (mistral_common)"),
+    (
+        ("handlers/storage/files.py", "handlers/chat/history.py"),
+        "files: storage copy, prepared-image store",
+    ),
+    (
+        ("aiosqlite/", "sqlalchemy/", "chainlit/data/"),
+        "history: Chainlit data layer (SQLAlchemy, SQLite)",
+    ),
+    (
+        (
+            "upload_file",
+            "multipart/",
+            "starlette/datastructures.py",
+            "starlette/formparsers.py",
+            "tempfile.py",
+        ),
+        "upload endpoint (multipart, temp file)",
+    ),
     (("openai/", "httpx", "httpcore"), "model client (openai, httpx)"),
     (("jwt/", "chainlit/auth/", "argon2"), "sign-in (JWT)"),
-    (("socketio/", "engineio/", "wsproto/", "chainlit/emitter.py", "stream_token"),
-     "socket.io: events and tokens to browsers"),
+    (
+        ("socketio/", "engineio/", "wsproto/", "chainlit/emitter.py", "stream_token"),
+        "socket.io: events and tokens to browsers",
+    ),
     (("uvicorn/", "starlette/", "fastapi/"), "HTTP server (uvicorn, Starlette)"),
     (("run_chainlit",), "event loop: callbacks, socket reads and writes"),
     (("chainlit/", "chainlit_app.py", "handlers/"), "Chainlit and app, other"),

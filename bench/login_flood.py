@@ -50,11 +50,19 @@ async def probe(client: httpx.AsyncClient, token: str, until: float) -> list[flo
     return latencies
 
 
-async def guess(client: httpx.AsyncClient, until: float, forged: bool, counts: dict[int, int]) -> None:
+async def guess(
+    client: httpx.AsyncClient, until: float, forged: bool, counts: dict[int, int]
+) -> None:
     while time.monotonic() < until:
         name = f"user{secrets.randbelow(10**9)}" if forged else PERSON
-        headers = {"X-Real-IP": f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.1"} if forged else {}
-        response = await client.post("/login", data={"username": name, "password": "wrong guess"}, headers=headers)
+        headers = (
+            {"X-Real-IP": f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.1"}
+            if forged
+            else {}
+        )
+        response = await client.post(
+            "/login", data={"username": name, "password": "wrong guess"}, headers=headers
+        )
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
 
 
@@ -62,17 +70,23 @@ async def real_sign_in(client: httpx.AsyncClient, delay: float) -> float:
     await asyncio.sleep(delay)
     started = time.monotonic()
     response = await client.post(
-        "/login", data={"username": PERSON, "password": PASSWORD}, headers={"X-Real-IP": "192.0.2.7"}
+        "/login",
+        data={"username": PERSON, "password": PASSWORD},
+        headers={"X-Real-IP": "192.0.2.7"},
     )
     return time.monotonic() - started if response.status_code == 200 else float("nan")
 
 
-async def phase(app: AppProcess, token: str, seconds: float, loops: int, forged: bool | None) -> str:
+async def phase(
+    app: AppProcess, token: str, seconds: float, loops: int, forged: bool | None
+) -> str:
     limits = httpx.Limits(max_connections=loops + 4)
     async with httpx.AsyncClient(base_url=app.url, timeout=60, limits=limits) as client:
         until = time.monotonic() + seconds
         counts: dict[int, int] = {}
-        guessers = [guess(client, until, forged, counts) for _ in range(loops if forged is not None else 0)]
+        guessers = [
+            guess(client, until, forged, counts) for _ in range(loops if forged is not None else 0)
+        ]
         with CpuMeter(app.process.pid) as cpu:
             latencies, signed_in, *_ = await asyncio.gather(
                 probe(client, token, until), real_sign_in(client, seconds / 2), *guessers
@@ -88,9 +102,13 @@ async def phase(app: AppProcess, token: str, seconds: float, loops: int, forged:
 def environment(data_dir: Path, fake_url: str, per_minute: str) -> dict[str, str]:
     import os
 
-    env = {**os.environ, **{name: "" for name in APP_VARIABLES}}
-    env.update(VLLM_BASE_URL=fake_url, DATA_DIR=str(data_dir), CHAINLIT_AUTH_SECRET=secrets.token_urlsafe(32),
-               LOGIN_ATTEMPTS_PER_MINUTE=per_minute)
+    env = {**os.environ, **dict.fromkeys(APP_VARIABLES, "")}
+    env.update(
+        VLLM_BASE_URL=fake_url,
+        DATA_DIR=str(data_dir),
+        CHAINLIT_AUTH_SECRET=secrets.token_urlsafe(32),
+        LOGIN_ATTEMPTS_PER_MINUTE=per_minute,
+    )
     return env
 
 
@@ -98,15 +116,38 @@ async def main(args: argparse.Namespace) -> None:
     fake = FakeServer(ttft=0.05, token_delay=0.01, reply="ok").start()
     with tempfile.TemporaryDirectory() as scratch:
         env = environment(Path(scratch) / "data", fake.base_url, args.per_minute)
-        subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "handlers.users", "add", PERSON, "--password-stdin"],
-                       cwd=ROOT, env=env, input=PASSWORD, text=True, check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(ROOT / ".venv/bin/python"),
+                "-m",
+                "handlers.users",
+                "add",
+                PERSON,
+                "--password-stdin",
+            ],
+            cwd=ROOT,
+            env=env,
+            input=PASSWORD,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
         app = AppProcess("chainlit_app.py", args.port, env, Path(scratch) / "app.log").start()
         try:
             async with httpx.AsyncClient(base_url=app.url) as client:
-                response = await client.post("/login", data={"username": PERSON, "password": PASSWORD})
+                response = await client.post(
+                    "/login", data={"username": PERSON, "password": PASSWORD}
+                )
                 token = response.cookies["access_token"]
-            for label, forged in (("quiet", None), ("one address", False), ("forged addresses", True)):
-                print(f"{label:>16}: {await phase(app, token, args.seconds, args.loops, forged)}", flush=True)
+            for label, forged in (
+                ("quiet", None),
+                ("one address", False),
+                ("forged addresses", True),
+            ):
+                print(
+                    f"{label:>16}: {await phase(app, token, args.seconds, args.loops, forged)}",
+                    flush=True,
+                )
                 await asyncio.sleep(61 if forged is False else 0)  # let the minute's window pass
         finally:
             app.stop()

@@ -31,7 +31,9 @@ async def on_message(message: cl.Message) -> None:
     if files:
         with open(files[0].path, "rb") as file:
             encoded = base64.b64encode(file.read()).decode()
-        content.append({"type": "image_url", "image_url": {"url": f"data:{files[0].mime};base64,{encoded}"}})
+        content.append(
+            {"type": "image_url", "image_url": {"url": f"data:{files[0].mime};base64,{encoded}"}}
+        )
     answer = cl.Message(content="")
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=1024, stream=True

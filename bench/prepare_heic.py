@@ -11,18 +11,17 @@ compresses like a 12 MP phone photo, saved as an iPhone saves it — a grid of
 profile — at two qualities: a typical 2–3 MB file and a 9 MB one.
 
 Rows: `prepare_image` (FFmpeg's decoder on two cores, each tile scaled straight to its share of 1024 px; see
-handlers/heic.py) against the previous way (pillow-heif/libheif, which decodes
+handlers/media/heic.py) against the previous way (pillow-heif/libheif, which decodes
 with DECODE_THREADS=4 by default), wall and CPU medians; and the event loop's
 lag — how late a 10 ms timer fires, what a text-only question's first token
 waits for on the app's loop — while 8 of the typical HEICs are prepared at once
-through `handlers.workers.run_cpu`, as 8 people uploading together would.
+through `handlers.core.workers.run_cpu`, as 8 people uploading together would.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import sys
@@ -34,12 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from handlers import heic, images  # noqa: E402
-from handlers.workers import run_cpu  # noqa: E402
+from handlers.core.workers import run_cpu  # noqa: E402
+from handlers.media import heic, images
 from tests import imagecorpus  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REAL_PHOTO = Path("/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html/embedded-book/assets/f3.jpg")
+REAL_PHOTO = Path(
+    "/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html/embedded-book/assets/f3.jpg"
+)
 SIZE = (4032, 3024)
 QUALITIES = {"typical": 50, "large": 88}  # x265 quality → ~2.5 and ~9 MB for this picture
 LIMIT = 50 * 1024 * 1024
@@ -62,8 +63,15 @@ def heic_file(kind: str) -> Path:
         RESULTS.mkdir(exist_ok=True)
         picture, _ = source_picture()
         started = time.perf_counter()
-        path.write_bytes(imagecorpus.heic_grid(picture, tile=512, quality=QUALITIES[kind], orientation=6,
-                                               icc=imagecorpus.display_p3_icc()))
+        path.write_bytes(
+            imagecorpus.heic_grid(
+                picture,
+                tile=512,
+                quality=QUALITIES[kind],
+                orientation=6,
+                icc=imagecorpus.display_p3_icc(),
+            )
+        )
         print(f"made {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
     return path
 
@@ -103,8 +111,12 @@ async def loop_lag(data: bytes, photos: int) -> tuple[list[float], float]:
 
     ticker = asyncio.create_task(tick())
     started = time.perf_counter()
-    await asyncio.gather(*(run_cpu(images.prepare_image, f"IMG_{n}.HEIC", data, max_bytes=LIMIT)
-                           for n in range(photos)))
+    await asyncio.gather(
+        *(
+            run_cpu(images.prepare_image, f"IMG_{n}.HEIC", data, max_bytes=LIMIT)
+            for n in range(photos)
+        )
+    )
     elapsed = time.perf_counter() - started
     done = True
     await ticker
@@ -114,25 +126,40 @@ async def loop_lag(data: bytes, photos: int) -> tuple[list[float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--burst", type=int, default=8, help="HEICs prepared at once for the loop-lag row")
+    parser.add_argument(
+        "--burst", type=int, default=8, help="HEICs prepared at once for the loop-lag row"
+    )
     args = parser.parse_args()
-    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; source: {source_picture()[1]}")
+    print(
+        f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; source: {source_picture()[1]}"
+    )
     for kind in QUALITIES:
         data = heic_file(kind).read_bytes()
         grid = heic.read_grid(data)
-        print(f"\n{kind}: {len(data) / 1e6:.2f} MB, {grid.columns}×{grid.rows} tiles, "
-              f"{grid.width}×{grid.height}, irot {grid.rotation}, ICC {len(grid.icc or b'')} B")
-        for label, function in (("prepare_image (FFmpeg, 2 cores, tiles to 1024 px)",
-                                 lambda: images.prepare_image("IMG_0001.HEIC", data, max_bytes=LIMIT)),
-                                ("before: pillow-heif (libheif + libde265)", lambda: without_fast_path(data))):
+        print(
+            f"\n{kind}: {len(data) / 1e6:.2f} MB, {grid.columns}×{grid.rows} tiles, "
+            f"{grid.width}×{grid.height}, irot {grid.rotation}, ICC {len(grid.icc or b'')} B"
+        )
+        for label, function in (
+            (
+                "prepare_image (FFmpeg, 2 cores, tiles to 1024 px)",
+                lambda data=data: images.prepare_image("IMG_0001.HEIC", data, max_bytes=LIMIT),
+            ),
+            ("before: pillow-heif (libheif + libde265)", lambda data=data: without_fast_path(data)),
+        ):
             median, p90, cpu = timed(function, args.runs)
-            print(f"  {label:46} median {median:6.0f} ms  p90 {p90:6.0f} ms  CPU {cpu:6.0f} ms", flush=True)
+            print(
+                f"  {label:46} median {median:6.0f} ms  p90 {p90:6.0f} ms  CPU {cpu:6.0f} ms",
+                flush=True,
+            )
     data = heic_file("typical").read_bytes()
     lags, elapsed = asyncio.run(loop_lag(data, args.burst))
     lags.sort()
-    print(f"\nevent loop while {args.burst} typical HEICs are prepared at once ({elapsed:.2f} s in all): "
-          f"timer lag p50 {statistics.median(lags):.1f} ms, p99 {lags[int(0.99 * (len(lags) - 1))]:.1f} ms, "
-          f"max {lags[-1]:.1f} ms over {len(lags)} ticks")
+    print(
+        f"\nevent loop while {args.burst} typical HEICs are prepared at once ({elapsed:.2f} s in all): "
+        f"timer lag p50 {statistics.median(lags):.1f} ms, p99 {lags[int(0.99 * (len(lags) - 1))]:.1f} ms, "
+        f"max {lags[-1]:.1f} ms over {len(lags)} ticks"
+    )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

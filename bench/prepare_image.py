@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import charts  # noqa: E402
 from PIL import Image, ImageOps, features  # noqa: E402
 
-import charts  # noqa: E402
-from handlers import images  # noqa: E402
+from handlers.media import images
 from tests import imagecorpus  # noqa: E402
 
 LIMIT = 50 * 1024 * 1024
@@ -64,7 +64,9 @@ def base64_size(size: int) -> int:
 def cpu() -> str:
     try:
         with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            return next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         return platform.machine()
 
@@ -91,11 +93,15 @@ def main() -> None:
     size = (prepared.width, prepared.height)
 
     load_start = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} cores, {cpu()}, "
-          f"load average {load_start:.2f}; Python {platform.python_version()}, "
-          f"Pillow {Image.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}")
-    print(f"photo: 4000×3000 JPEG q92 with EXIF, {len(landscape) / 1e6:.2f} MB; "
-          f"{runs} runs after {WARMUP} warm-up\n")
+    print(
+        f"machine: {os.cpu_count()} cores, {cpu()}, "
+        f"load average {load_start:.2f}; Python {platform.python_version()}, "
+        f"Pillow {Image.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}"
+    )
+    print(
+        f"photo: 4000×3000 JPEG q92 with EXIF, {len(landscape) / 1e6:.2f} MB; "
+        f"{runs} runs after {WARMUP} warm-up\n"
+    )
 
     def prepare(data: bytes) -> images.PreparedImage:
         return images.prepare_image("upload", data, max_bytes=LIMIT)
@@ -103,8 +109,16 @@ def main() -> None:
     rows = [
         ("prepare_image, 12 MP photo", lambda: prepare(landscape), 80),
         ("prepare_image, 12 MP portrait (EXIF 6)", lambda: prepare(portrait), 80),
-        ("  same photo, BICUBIC instead of HAMMING", lambda: with_photo_resample(BICUBIC, landscape), None),
-        ("  same photo, LANCZOS instead of HAMMING", lambda: with_photo_resample(LANCZOS, landscape), None),
+        (
+            "  same photo, BICUBIC instead of HAMMING",
+            lambda: with_photo_resample(BICUBIC, landscape),
+            None,
+        ),
+        (
+            "  same photo, LANCZOS instead of HAMMING",
+            lambda: with_photo_resample(LANCZOS, landscape),
+            None,
+        ),
         ("naive: full decode + LANCZOS", lambda: naive(landscape, size), None),
         ("prepare_image, 2560×1440 PNG screenshot", lambda: prepare(screenshot), None),
     ]
@@ -112,8 +126,18 @@ def main() -> None:
     measured = []
     for label, function, goal in rows:
         median, p90, cpu_median = timings(function, runs)
-        print(f"{label:42} {median:10.1f} {p90:8.1f} {cpu_median:8.1f}  {f'≤ {goal}' if goal else ''}")
-        measured.append({"label": label, "median_ms": median, "p90_ms": p90, "cpu_ms": cpu_median, "goal_ms": goal})
+        print(
+            f"{label:42} {median:10.1f} {p90:8.1f} {cpu_median:8.1f}  {f'≤ {goal}' if goal else ''}"
+        )
+        measured.append(
+            {
+                "label": label,
+                "median_ms": median,
+                "p90_ms": p90,
+                "cpu_ms": cpu_median,
+                "goal_ms": goal,
+            }
+        )
 
     payloads = [
         ("original file", len(landscape), None),
@@ -126,20 +150,39 @@ def main() -> None:
     for label, size_bytes, goal in payloads:
         print(f"{label:42} {size_bytes / 1000:10.0f}  {f'≤ {goal}' if goal else ''}")
     load_end = os.getloadavg()[0]
-    print(f"\nphoto: {len(landscape) / len(prepared.data):.0f}× smaller than the original, "
-          f"{prepared.tokens} tokens; screenshot {shot.tokens} tokens; "
-          f"load average now {load_end:.2f}")
-    sizes = [{"label": label, "kb": size_bytes / 1000, "goal_kb": goal} for label, size_bytes, goal in payloads]
+    print(
+        f"\nphoto: {len(landscape) / len(prepared.data):.0f}× smaller than the original, "
+        f"{prepared.tokens} tokens; screenshot {shot.tokens} tokens; "
+        f"load average now {load_end:.2f}"
+    )
+    sizes = [
+        {"label": label, "kb": size_bytes / 1000, "goal_kb": goal}
+        for label, size_bytes, goal in payloads
+    ]
     record(measured, sizes, runs, load_start, load_end)
 
 
-def record(measured: list[dict], sizes: list[dict], runs: int, load_start: float, load_end: float) -> None:
+def record(
+    measured: list[dict], sizes: list[dict], runs: int, load_start: float, load_end: float
+) -> None:
     """The numbers printed, as JSON and as the chart in docs/benchmarks.md."""
-    path = charts.write_results("prepare_image", {"runs": runs, "load_average": [load_start, load_end],
-                                                  "machine": cpu(), "timings": measured, "payloads": sizes})
-    note = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, medians of {runs} runs, "
-            f"shared 2-core box (load average {load_start:.1f} → {load_end:.1f})")
-    chart = charts.write_prepare_image_chart(measured, sizes, note, charts.CHARTS / "prepare_image.png")
+    path = charts.write_results(
+        "prepare_image",
+        {
+            "runs": runs,
+            "load_average": [load_start, load_end],
+            "machine": cpu(),
+            "timings": measured,
+            "payloads": sizes,
+        },
+    )
+    note = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, medians of {runs} runs, "
+        f"shared 2-core box (load average {load_start:.1f} → {load_end:.1f})"
+    )
+    chart = charts.write_prepare_image_chart(
+        measured, sizes, note, charts.CHARTS / "prepare_image.png"
+    )
     print(f"wrote {path.relative_to(charts.ROOT)} and {chart.relative_to(charts.ROOT)}")
 
 

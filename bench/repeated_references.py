@@ -9,7 +9,7 @@ app runs in this process (its services as at start-up, Chainlit's ASGI app
 under uvicorn on 127.0.0.1) against the tests' fake vLLM; one signed-in tab
 uploads a file of `--mb` MB and sends one message naming it `--repeats` times
 (tests/security/conftest.py's Tab). Bounded: past `--limit-gb` the script
-stops the process, so an app without handlers/message_guard.py cannot take
+stops the process, so an app without handlers/web/message_guard.py cannot take
 the machine down.
 """
 
@@ -61,14 +61,22 @@ async def attack(mb: int, repeats: int, limit: int) -> None:
     fake = FakeVLLM(reply="ok")
     fake.start()
     data = tempfile.mkdtemp(prefix="repeated-refs-")
-    os.environ.update(VLLM_BASE_URL=fake.base_url, DATA_DIR=data, VLLM_CONNECT_RETRIES="1",
-                      CHAINLIT_AUTH_SECRET="bench-secret-" + "x" * 40, CHAINLIT_APP_ROOT=str(Path.cwd()))
-    import chainlit_app
+    os.environ.update(
+        VLLM_BASE_URL=fake.base_url,
+        DATA_DIR=data,
+        VLLM_CONNECT_RETRIES="1",
+        CHAINLIT_AUTH_SECRET="bench-secret-" + "x" * 40,
+        CHAINLIT_APP_ROOT=str(Path.cwd()),
+    )
     from chainlit.server import app
+
+    import chainlit_app
     from tests.security.conftest import LiveApp, Tab
 
     await chainlit_app.on_app_startup()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="error"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="error")
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -88,8 +96,10 @@ async def attack(mb: int, repeats: int, limit: int) -> None:
         saved = await live.sql('SELECT "id" FROM elements WHERE "forId" = :id', id=asked)
     watch.running = False
     sent = sum(1 for event, _ in tab.events if event == "element")
-    print(f"{mb} MB file named {repeats} times: RSS before {before / 2**20:.0f} MB, "
-          f"peak {watch.peak / 2**20:.0f} MB; file read and saved {sent} time(s)")
+    print(
+        f"{mb} MB file named {repeats} times: RSS before {before / 2**20:.0f} MB, "
+        f"peak {watch.peak / 2**20:.0f} MB; file read and saved {sent} time(s)"
+    )
     await tab.close()
     server.should_exit = True
     await serving

@@ -32,7 +32,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import charts  # noqa: E402
-from handlers.video import prepare_video  # noqa: E402
+
+from handlers.media.video import prepare_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIP = RESULTS / "video_10min_1080p_h264_cabac_gop60.mp4"
@@ -55,19 +56,33 @@ def main() -> None:
     runs = [asyncio.run(_time_once(args.max_images)) for _ in range(args.runs)]
     wall, cpu = zip(*runs)
     load_end = os.getloadavg()[0]
-    print(f"prepare_video, {args.runs} runs: wall median {statistics.median(wall):.2f} s "
-          f"(min {min(wall):.2f}, max {max(wall):.2f}); "
-          f"CPU median {statistics.median(cpu):.2f} s; load average {load_end:.1f}")
+    print(
+        f"prepare_video, {args.runs} runs: wall median {statistics.median(wall):.2f} s "
+        f"(min {min(wall):.2f}, max {max(wall):.2f}); "
+        f"CPU median {statistics.median(cpu):.2f} s; load average {load_end:.1f}"
+    )
     record(list(wall), list(cpu), args.max_images, (load_start, load_end))
 
 
 def record(wall: list[float], cpu: list[float], max_images: int, load: tuple[float, float]) -> None:
     """The runs, as JSON and as the chart in docs/benchmarks.md."""
-    path = charts.write_results("sample_video", {"clip": CLIP.name, "max_images": max_images, "wall_s": wall,
-                                                 "cpu_s": cpu, "load_average": list(load)})
-    note = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(wall)} runs, {CLIP.name}, "
-            f"shared 2-core box (load average {load[0]:.1f} → {load[1]:.1f})")
-    chart = charts.write_sample_video_chart(wall, cpu, GOAL_S, note, charts.CHARTS / "sample_video.png")
+    path = charts.write_results(
+        "sample_video",
+        {
+            "clip": CLIP.name,
+            "max_images": max_images,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "load_average": list(load),
+        },
+    )
+    note = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(wall)} runs, {CLIP.name}, "
+        f"shared 2-core box (load average {load[0]:.1f} → {load[1]:.1f})"
+    )
+    chart = charts.write_sample_video_chart(
+        wall, cpu, GOAL_S, note, charts.CHARTS / "sample_video.png"
+    )
     print(f"wrote {path.relative_to(charts.ROOT)} and {chart.relative_to(charts.ROOT)}")
 
 
@@ -76,7 +91,10 @@ async def _time_once(max_images: int) -> tuple[float, float]:
     is the work done, and holds steady while other jobs share the machine."""
     started, cpu_started = time.perf_counter(), time.process_time()
     bundle = await prepare_video(
-        CLIP.name, CLIP, max_images=max_images, max_bytes=CLIP.stat().st_size,
+        CLIP.name,
+        CLIP,
+        max_images=max_images,
+        max_bytes=CLIP.stat().st_size,
         max_duration_s=3600.0,
     )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -94,8 +112,11 @@ def make_clip(path: Path) -> None:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.codec_context.gop_size = GOP
-        stream.options = {"preset": "ultrafast", "crf": "23", "x264-params":
-                          f"cabac=1:deblock=1,1:bframes=2:keyint={GOP}:min-keyint={GOP}"}
+        stream.options = {
+            "preset": "ultrafast",
+            "crf": "23",
+            "x264-params": f"cabac=1:deblock=1,1:bframes=2:keyint={GOP}:min-keyint={GOP}",
+        }
         index = 0
         while index < FPS * SECONDS:
             planes = _scene_planes(rng)
@@ -128,7 +149,7 @@ def _scrolled_frame(planes: list[bytes], offset: int) -> av.VideoFrame:
     frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
     for plane, source, scale in zip(frame.planes, planes, (1, 2, 2)):
         width, row = WIDTH // scale, top // scale
-        plane.update(source[row * width:(row + HEIGHT // scale) * width])
+        plane.update(source[row * width : (row + HEIGHT // scale) * width])
     return frame
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from handlers import database
-from handlers.chat import Assistant, start_assistant
-from handlers.history import PreparedStore
-from handlers.settings import Settings
-from handlers.sign_in_limits import AttemptLimiter
-from handlers.storage import LocalStorageClient, make_private
-from handlers.users import UserStore
+from handlers.chat.history import PreparedStore
+from handlers.chat.turn import Assistant, start_assistant
+from handlers.core.settings import Settings
+from handlers.core.sign_in_limits import AttemptLimiter
+from handlers.storage import database
+from handlers.storage.files import LocalStorageClient, make_private
+from handlers.storage.users import UserStore
 
 
 @dataclass

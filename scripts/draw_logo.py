@@ -43,14 +43,14 @@ MARK = f'{GRADIENT}\n<rect width="48" height="48" rx="12" fill="url(#brand)"/>\n
 # that the `/` commands use, so a starter and its command look alike.
 ICONS = {
     "describe": '<rect width="18" height="18" x="3" y="3" rx="2"/><circle cx="9" cy="9" r="2"/>'
-                '<path d="m21 15-3.1-3.1a2 2 0 0 0-2.8 0L6 21"/>',
+    '<path d="m21 15-3.1-3.1a2 2 0 0 0-2.8 0L6 21"/>',
     "count": '<path d="M10 6h11"/><path d="M10 12h11"/><path d="M10 18h11"/><path d="M4 6h1v4"/>'
-             '<path d="M4 10h2"/><path d="M6 18H4c0-1 2-2 2-3s-1-1.5-2-1"/>',
+    '<path d="M4 10h2"/><path d="M6 18H4c0-1 2-2 2-3s-1-1.5-2-1"/>',
     "read": '<path d="M3 7V5a2 2 0 0 1 2-2h2"/><path d="M17 3h2a2 2 0 0 1 2 2v2"/>'
-            '<path d="M21 17v2a2 2 0 0 1-2 2h-2"/><path d="M7 21H5a2 2 0 0 1-2-2v-2"/>'
-            '<path d="M7 8h8"/><path d="M7 12h10"/><path d="M7 16h6"/>',
+    '<path d="M21 17v2a2 2 0 0 1-2 2h-2"/><path d="M7 21H5a2 2 0 0 1-2-2v-2"/>'
+    '<path d="M7 8h8"/><path d="M7 12h10"/><path d="M7 16h6"/>',
     "ask": '<circle cx="12" cy="12" r="10"/><path d="M9.1 9a3 3 0 0 1 5.8 1c0 2-3 3-3 3"/>'
-           '<path d="M12 17h.01"/>',
+    '<path d="M12 17h.01"/>',
     "compare": '<rect width="18" height="18" x="3" y="3" rx="2"/><path d="M12 3v18"/>',
 }
 

@@ -64,7 +64,9 @@ class ChatHarness:
         message.created_at = utc_now()  # as Chainlit's process_message does
         return message
 
-    async def send(self, text: str, files: list[Path] = (), *, command: str | None = None) -> cl.Message:
+    async def send(
+        self, text: str, files: list[Path] = (), *, command: str | None = None
+    ) -> cl.Message:
         message = self.message(text, files, command=command)
         if self.session.user:
             await self._persist_user_message(message)

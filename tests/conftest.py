@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from handlers.settings import Settings, load_settings
+from handlers.core.settings import Settings, load_settings
 from tests.fake_vllm import FakeVLLM
 
 pytest_plugins = ("tests.db_fixtures",)  # db_url (SQLite and PostgreSQL), settings, layer, …
@@ -15,17 +15,44 @@ pytest_plugins = ("tests.db_fixtures",)  # db_url (SQLite and PostgreSQL), setti
 # Every variable the app (or Chainlit on its behalf) reads: none may leak in
 # from the machine running the tests.
 APP_VARIABLES = (
-    "VLLM_BASE_URL", "VLLM_API_KEY", "VLLM_MODEL", "VLLM_TIMEOUT", "VLLM_CONNECT_RETRIES",
-    "MAX_IMAGES_PER_REQUEST", "MAX_MODEL_LEN", "MAX_TOKENS", "MAX_UPLOAD_MB",
-    "MAX_VIDEO_PIXELS", "MAX_MESSAGE_CHARS", "MAX_PAGE_RANGES", "MAX_CHAT_MESSAGES", "MAX_CHAT_IMAGES",
+    "VLLM_BASE_URL",
+    "VLLM_API_KEY",
+    "VLLM_MODEL",
+    "VLLM_TIMEOUT",
+    "VLLM_CONNECT_RETRIES",
+    "MAX_IMAGES_PER_REQUEST",
+    "MAX_MODEL_LEN",
+    "MAX_TOKENS",
+    "MAX_UPLOAD_MB",
+    "MAX_VIDEO_PIXELS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_PAGE_RANGES",
+    "MAX_CHAT_MESSAGES",
+    "MAX_CHAT_IMAGES",
     "MAX_DOWNLOAD_MB",
-    "TEMPERATURE", "ANSWER_LANGUAGE", "SYSTEM_PROMPT_PLACEMENT", "DATA_DIR", "APP_DATABASE_URL",
+    "TEMPERATURE",
+    "ANSWER_LANGUAGE",
+    "SYSTEM_PROMPT_PLACEMENT",
+    "DATA_DIR",
+    "APP_DATABASE_URL",
     "AUTH_TRUSTED_HEADER",
-    "DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "CHAINLIT_AUTH_SECRET",
-    "AUTH_PROXY_SECRET", "LOGIN_ATTEMPTS_PER_MINUTE", "LOGIN_MAX_WAITING", "SESSION_MAX_HOURS", "COOKIE_SECURE",
-    "OAUTH_ALLOWED_DOMAINS", "OAUTH_ALLOWED_USERS", "OAUTH_GITHUB_CLIENT_ID", "OAUTH_GITHUB_CLIENT_SECRET",
-    "OAUTH_GOOGLE_CLIENT_ID", "OAUTH_GOOGLE_CLIENT_SECRET",
-    "MAX_FILES_PER_MESSAGE", "ALLOWED_ORIGINS",
+    "DATABASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "CHAINLIT_AUTH_SECRET",
+    "AUTH_PROXY_SECRET",
+    "LOGIN_ATTEMPTS_PER_MINUTE",
+    "LOGIN_MAX_WAITING",
+    "SESSION_MAX_HOURS",
+    "COOKIE_SECURE",
+    "OAUTH_ALLOWED_DOMAINS",
+    "OAUTH_ALLOWED_USERS",
+    "OAUTH_GITHUB_CLIENT_ID",
+    "OAUTH_GITHUB_CLIENT_SECRET",
+    "OAUTH_GOOGLE_CLIENT_ID",
+    "OAUTH_GOOGLE_CLIENT_SECRET",
+    "MAX_FILES_PER_MESSAGE",
+    "ALLOWED_ORIGINS",
 )
 
 
@@ -64,7 +91,7 @@ async def start_app(fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch, tmp_pa
     import chainlit.data
 
     import chainlit_app
-    from handlers.sessions import ChatRegistry
+    from handlers.chat.sessions import ChatRegistry
     from tests.app_helpers import settle
 
     started = False

@@ -30,9 +30,9 @@ from chainlit.user import PersistedUser, User
 from chainlit.utils import utc_now
 from sqlalchemy.engine import make_url
 
-from handlers import database
-from handlers.settings import Settings
-from handlers.storage import LocalStorageClient
+from handlers.core.settings import Settings
+from handlers.storage import database
+from handlers.storage.files import LocalStorageClient
 
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

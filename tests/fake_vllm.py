@@ -43,8 +43,18 @@ from tests.vllm_rules import (
     split_words,
 )
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_REPLY", "ApiError", "FakeVLLM", "count_images", "echo_reply",
-           "image_tokens", "main", "prompt_tokens", "split_words"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_REPLY",
+    "ApiError",
+    "FakeVLLM",
+    "count_images",
+    "echo_reply",
+    "image_tokens",
+    "main",
+    "prompt_tokens",
+    "split_words",
+]
 
 DEFAULT_MODEL = "mistralai/Pixtral-12B-2409"
 DEFAULT_REPLY = "This is the fake vLLM server answering, one word at a time."
@@ -75,10 +85,17 @@ class FakeVLLM:
     """
 
     def __init__(
-        self, *, model: str = DEFAULT_MODEL, api_key: str | None = None,
-        max_model_len: int = 65536, max_images: int = 4,
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        api_key: str | None = None,
+        max_model_len: int = 65536,
+        max_images: int = 4,
         reply: str | Callable[[dict], str] = DEFAULT_REPLY,
-        ttft: float = 0.0, token_delay: float = 0.0, port: int = 0, structured: str = "honour",
+        ttft: float = 0.0,
+        token_delay: float = 0.0,
+        port: int = 0,
+        structured: str = "honour",
     ) -> None:
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured must be one of {STRUCTURED_MODES}")
@@ -101,7 +118,8 @@ class FakeVLLM:
         self.port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
             name=f"fake-vllm-{self.port}",
         )
         self._thread.start()
@@ -151,8 +169,11 @@ class FakeVLLM:
         if not self._authorized(authorization):
             raise ApiError(401, "Unauthorized")
         if body.get("model") != self.model:
-            raise ApiError(404, f"The model `{body.get('model')}` does not exist. "
-                                f"Valid aliases: {self.model}.", "model")
+            raise ApiError(
+                404,
+                f"The model `{body.get('model')}` does not exist. Valid aliases: {self.model}.",
+                "model",
+            )
         messages = body.get("messages") or []
         check_continuation(body)
         check_response_format(body)
@@ -190,14 +211,27 @@ class FakeVLLM:
     def _models(self) -> dict:
         created = int(time.time())
         permission = {
-            "id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission",
-            "created": created, "allow_create_engine": False, "allow_sampling": True,
-            "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-            "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False,
+            "id": f"modelperm-{uuid.uuid4().hex}",
+            "object": "model_permission",
+            "created": created,
+            "allow_create_engine": False,
+            "allow_sampling": True,
+            "allow_logprobs": True,
+            "allow_search_indices": False,
+            "allow_view": True,
+            "allow_fine_tuning": False,
+            "organization": "*",
+            "group": None,
+            "is_blocking": False,
         }
         model = {
-            "id": self.model, "object": "model", "created": created, "owned_by": "vllm",
-            "root": self.model, "parent": None, "max_model_len": self.max_model_len,
+            "id": self.model,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": self.model,
+            "parent": None,
+            "max_model_len": self.max_model_len,
             "permission": [permission],
         }
         return {"object": "list", "data": [model]}
@@ -215,8 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     fake = FakeVLLM(
-        port=args.port, ttft=args.ttft, token_delay=args.token_delay, api_key=args.api_key,
-        max_images=args.max_images, max_model_len=args.max_model_len, reply=echo_reply,
+        port=args.port,
+        ttft=args.ttft,
+        token_delay=args.token_delay,
+        api_key=args.api_key,
+        max_images=args.max_images,
+        max_model_len=args.max_model_len,
+        reply=echo_reply,
     )
     try:
         with fake:

@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 
 
 def _usage(prompt: int, completion: int) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _dumps(obj: object) -> bytes:
@@ -126,13 +129,24 @@ class _Handler(BaseHTTPRequestHandler):
         chunks, finish = fake._reply_chunks(body)
         self.server.closing.wait(fake.ttft + fake.token_delay * len(chunks))
         message = {"role": "assistant", "content": "".join(chunks), "tool_calls": []}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish,
-                  "stop_reason": None}
-        self._send_json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-            "created": int(time.time()), "model": fake.model, "choices": [choice],
-            "usage": _usage(prompt, len(chunks)),
-        })
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": finish,
+            "stop_reason": None,
+        }
+        self._send_json(
+            200,
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": fake.model,
+                "choices": [choice],
+                "usage": _usage(prompt, len(chunks)),
+            },
+        )
 
     def _stream(self, body: dict, prompt: int) -> None:
         fake = self.server.fake
@@ -158,8 +172,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict, finish_reason: str | None = None) -> dict:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return {"id": ident, "object": "chat.completion.chunk", "created": created,
-                    "model": fake.model, "choices": [choice]}
+            return {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": fake.model,
+                "choices": [choice],
+            }
 
         wait(fake.ttft)
         self._send(chunk({"role": "assistant", "content": ""}))

@@ -97,7 +97,11 @@ def quadrants(width: int, height: int) -> Image.Image:
 
 
 # How a camera stores an upright picture for each EXIF orientation we test.
-_STORED_AS = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+_STORED_AS = {
+    3: Image.Transpose.ROTATE_180,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
 
 
 def rotated(orientation: int, width: int = 3000, height: int = 2000, fmt: str = "JPEG") -> bytes:
@@ -186,13 +190,20 @@ def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG header declaring `width`×`height` 1-bit pixels, then the
     start of an unfinished zlib stream: what a bomb looks like before decoding
     (a whole 20000×20000 1-bit PNG is only ~50 KB), cut off like a download."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     stream = zlib.compressobj()
-    scrap = stream.compress(bytes(1 + (width + 7) // 8)) + stream.flush(zlib.Z_SYNC_FLUSH)  # one black row
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", scrap) + chunk(b"IEND", b"")
+    scrap = stream.compress(bytes(1 + (width + 7) // 8)) + stream.flush(
+        zlib.Z_SYNC_FLUSH
+    )  # one black row
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", scrap) + chunk(b"IEND", b"")
+    )
 
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>Not a photo</title></head><body>hi</body></html>"
@@ -209,7 +220,11 @@ def random_bytes(size: int = 4096, seed: int = 7) -> bytes:
 
 # Display P3 (an iPhone's colour space) as an ICC v2 matrix/TRC profile: its
 # colorants adapted to D50 (Bradford), as in Apple's profile, and the sRGB curve.
-_P3_COLORANTS = ((0.51512, 0.24120, -0.00105), (0.29198, 0.69225, 0.04189), (0.15710, 0.06657, 0.78407))
+_P3_COLORANTS = (
+    (0.51512, 0.24120, -0.00105),
+    (0.29198, 0.69225, 0.04189),
+    (0.15710, 0.06657, 0.78407),
+)
 _D50 = (0.96420, 1.0, 0.82491)
 
 
@@ -218,12 +233,28 @@ def display_p3_icc() -> bytes:
         return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
 
     text = b"Display P3 (imagecorpus)"
-    curve = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + fixed(2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+    curve = (
+        b"para\0\0\0\0"
+        + struct.pack(">HH", 3, 0)
+        + fixed(2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
+    )
     tags = [
-        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0" + bytes(4 + 4 + 2 + 1 + 67)),
+        (
+            b"desc",
+            b"desc\0\0\0\0"
+            + struct.pack(">I", len(text) + 1)
+            + text
+            + b"\0"
+            + bytes(4 + 4 + 2 + 1 + 67),
+        ),
         (b"wtpt", b"XYZ \0\0\0\0" + fixed(*_D50)),
-        *((tag, b"XYZ \0\0\0\0" + fixed(*xyz)) for tag, xyz in zip((b"rXYZ", b"gXYZ", b"bXYZ"), _P3_COLORANTS)),
-        (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+        *(
+            (tag, b"XYZ \0\0\0\0" + fixed(*xyz))
+            for tag, xyz in zip((b"rXYZ", b"gXYZ", b"bXYZ"), _P3_COLORANTS)
+        ),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
         (b"cprt", b"text\0\0\0\0public domain\0"),
     ]
     offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
@@ -232,13 +263,27 @@ def display_p3_icc() -> bytes:
         table += signature + struct.pack(">II", offset + len(body), len(data))
         body += data
     size = offset + len(body)
-    header = (struct.pack(">I4sI", size, b"\0\0\0\0", 0x02100000) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
-              + bytes(4 + 4 + 4 + 4 + 8) + struct.pack(">I", 0) + fixed(*_D50) + bytes(4 + 16 + 28))
+    header = (
+        struct.pack(">I4sI", size, b"\0\0\0\0", 0x02100000)
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(4 + 4 + 4 + 4 + 8)
+        + struct.pack(">I", 0)
+        + fixed(*_D50)
+        + bytes(4 + 16 + 28)
+    )
     return header + struct.pack(">I", len(tags)) + table + body
 
 
-def heic_grid(image: Image.Image, *, tile: int = 256, quality: int = 80, orientation: int = 1,
-              icc: bytes | None = None) -> bytes:
+def heic_grid(
+    image: Image.Image,
+    *,
+    tile: int = 256,
+    quality: int = 80,
+    orientation: int = 1,
+    icc: bytes | None = None,
+) -> bytes:
     """A HEIC shaped like an iPhone's: a grid of `tile`-px HEVC tiles (the
     iPhone's are 512), the EXIF orientation stored as `irot`, and an ICC profile."""
     options = {"icc_profile": icc} if icc else {}

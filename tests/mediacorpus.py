@@ -32,8 +32,16 @@ VIDEO_KINDS = (
     ("avi", "mpeg4", ".avi"),
 )
 PALETTE: tuple[RGB, ...] = (
-    (230, 25, 25), (25, 200, 40), (30, 60, 230), (240, 220, 20), (200, 30, 200),
-    (20, 210, 220), (250, 140, 10), (120, 120, 120), (255, 255, 255), (10, 10, 10),
+    (230, 25, 25),
+    (25, 200, 40),
+    (30, 60, 230),
+    (240, 220, 20),
+    (200, 30, 200),
+    (20, 210, 220),
+    (250, 140, 10),
+    (120, 120, 120),
+    (255, 255, 255),
+    (10, 10, 10),
 )
 
 
@@ -194,16 +202,20 @@ def write_pdf(
         security = _security(user_password, owner_password, file_id)
     for index, ((width, height), content) in enumerate(pages):
         content_number = 4 + 2 * index
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] /Contents %d 0 R >>"
-                       % (width, height, content_number))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] /Contents %d 0 R >>"
+            % (width, height, content_number)
+        )
         if security:
             content = _rc4(_object_key(security[0], content_number), content)
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
     trailer_extra = b""
     if security:
         key, owner_hash, user_hash = security
-        objects.append(b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -4 >>"
-                       % (owner_hash.hex().encode(), user_hash.hex().encode()))
+        objects.append(
+            b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -4 >>"
+            % (owner_hash.hex().encode(), user_hash.hex().encode())
+        )
         trailer_extra = b" /Encrypt %d 0 R" % len(objects)
     path.write_bytes(_assemble(objects, trailer_extra, file_id))
     return path
@@ -219,7 +231,12 @@ def _assemble(objects: list[bytes], trailer_extra: bytes, file_id: bytes) -> byt
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R /ID [<%s> <%s>]%s >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, file_id.hex().encode(), file_id.hex().encode(), trailer_extra, xref)
+        len(objects) + 1,
+        file_id.hex().encode(),
+        file_id.hex().encode(),
+        trailer_extra,
+        xref,
+    )
     return bytes(out)
 
 

@@ -44,13 +44,28 @@ API_KEY = "real-vllm-test-key"
 # tensor parallelism 2 wants head counts divisible by 2. The vision block keeps
 # Pixtral's image size, patch size and special tokens, so image token counts are real.
 TINY_PARAMS = {
-    "dim": 256, "n_layers": 2, "head_dim": 64, "hidden_dim": 512, "n_heads": 4, "n_kv_heads": 2,
-    "rope_theta": 1_000_000_000.0, "norm_eps": 1e-5, "vocab_size": 131072,
+    "dim": 256,
+    "n_layers": 2,
+    "head_dim": 64,
+    "hidden_dim": 512,
+    "n_heads": 4,
+    "n_kv_heads": 2,
+    "rope_theta": 1_000_000_000.0,
+    "norm_eps": 1e-5,
+    "vocab_size": 131072,
     "vision_encoder": {
-        "hidden_size": 128, "num_channels": 3, "image_size": 1024, "patch_size": 16,
-        "rope_theta": 10000.0, "intermediate_size": 256, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "image_token_id": 10, "image_break_token_id": 12,
-        "image_end_token_id": 13, "adapter_bias": True,
+        "hidden_size": 128,
+        "num_channels": 3,
+        "image_size": 1024,
+        "patch_size": 16,
+        "rope_theta": 10000.0,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_token_id": 10,
+        "image_break_token_id": 12,
+        "image_end_token_id": 13,
+        "adapter_bias": True,
     },
 }
 
@@ -67,7 +82,9 @@ CPU_EXTRA_FLAGS = {
     # (the grammar still decides the shape; the option needs a named backend). The
     # unit leaves it out: a trained Pixtral writes JSON, and a runaway one is shown
     # as text by the app anyway (docs/counting.md).
-    "--structured-outputs-config": json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+    "--structured-outputs-config": json.dumps(
+        {"backend": "xgrammar", "disable_any_whitespace": True}
+    ),
 }
 CPU_ENVIRONMENT = {"VLLM_CPU_OMP_THREADS_BIND": "0|1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 # The unit's environment that still applies here (the others are the service's paths).
@@ -151,7 +168,9 @@ def _imports(python: Path, module: str) -> bool:
 def _site_packages(python: Path) -> Path:
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return Path(out.stdout.strip())
 
@@ -161,8 +180,10 @@ def _guard_torchvision_registrations(path: Path) -> None:
     for op in TORCHVISION_OPS:
         line = f'@torch.library.register_fake("torchvision::{op}")'
         if source.count(line) != 1:
-            raise RuntimeError(f"{path}: expected one {line!r}; torchvision changed, revisit the workaround")
-        guarded = f"@(torch.library.register_fake(\"torchvision::{op}\") if torchvision.extension._has_ops() else (lambda f: f))"
+            raise RuntimeError(
+                f"{path}: expected one {line!r}; torchvision changed, revisit the workaround"
+            )
+        guarded = f'@(torch.library.register_fake("torchvision::{op}") if torchvision.extension._has_ops() else (lambda f: f))'
         source = source.replace(line, guarded)
     path.write_text(source)
 
@@ -222,7 +243,12 @@ def _pairs(words: list[str]) -> list[tuple[str, str | None]]:
 
 
 def server_command(
-    python: Path, model_dir: Path, *, host: str, port: int, overrides: dict[str, str | None] | None = None
+    python: Path,
+    model_dir: Path,
+    *,
+    host: str,
+    port: int,
+    overrides: dict[str, str | None] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The unit's command for this CPU, and the environment to add.
 
@@ -231,8 +257,15 @@ def server_command(
     """
     unit = read_unit()
     replaced = {**CPU_FLAGS, "--host": host, "--port": str(port), **(overrides or {})}
-    argv = [str(python), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_dir), "--served-model-name", unit.model]
+    argv = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        unit.model,
+    ]
     seen = set()
     for flag, value in unit.flags:
         seen.add(flag)
@@ -253,8 +286,15 @@ def server_command(
 class RealVLLM:
     """One real server on 127.0.0.1, its output in `log_path`."""
 
-    def __init__(self, folder: Path, *, port: int, api_key: str = API_KEY,
-                 overrides: dict[str, str | None] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        port: int,
+        api_key: str = API_KEY,
+        overrides: dict[str, str | None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port, self.api_key = port, api_key
         self.log_path = folder / "vllm.log"
         self._folder, self._overrides, self._env = folder, overrides, env or {}
@@ -271,20 +311,29 @@ class RealVLLM:
     def start(self) -> None:
         python = ensure_venv()
         model_dir = write_model_dir(self._folder / "model")
-        argv, extra_env = server_command(python, model_dir, host="127.0.0.1", port=self.port,
-                                         overrides=self._overrides)
+        argv, extra_env = server_command(
+            python, model_dir, host="127.0.0.1", port=self.port, overrides=self._overrides
+        )
         env = {**os.environ, **extra_env, **self._env, "VLLM_API_KEY": self.api_key}
         env.pop("VLLM_BASE_URL", None)
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                             env=env, cwd=self._folder, start_new_session=True)
+            self._process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self._folder,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"vLLM exited with {self._process.returncode}; see {self.log_path}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"vLLM exited with {self._process.returncode}; see {self.log_path}:\n"
+                    + self.log_tail()
+                )
             try:
                 with urllib.request.urlopen(f"{self.root_url}/health", timeout=2) as response:
                     if response.status == 200:
@@ -292,7 +341,9 @@ class RealVLLM:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(1)
-        raise TimeoutError(f"vLLM did not answer /health within {timeout:.0f} s; see {self.log_path}")
+        raise TimeoutError(
+            f"vLLM did not answer /health within {timeout:.0f} s; see {self.log_path}"
+        )
 
     def stop(self) -> None:
         """SIGINT to the group, as systemd's KillSignal=SIGINT, then SIGKILL for leftovers."""
@@ -312,15 +363,19 @@ class RealVLLM:
         """One of vLLM's Prometheus counters or gauges, summed over its labels."""
         with urllib.request.urlopen(f"{self.root_url}/metrics", timeout=5) as response:
             text = response.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.real_vllm",
         description="The real vLLM (CPU build) serving a tiny, randomly initialised Pixtral-12B "
-                    "with the flags of deploy/vllm.service. Answers are gibberish.")
+        "with the flags of deploy/vllm.service. Answers are gibberish.",
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", API_KEY))
     parser.add_argument("--setup-only", action="store_true", help="install the venv and exit")
@@ -335,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_command:
         print(" ".join(f"{k}={shlex.quote(v)}" for k, v in extra_env.items()), shlex.join(command))
         return 0
-    print(f"vLLM (CPU, tiny random Pixtral) on http://127.0.0.1:{args.port}/v1, key {args.api_key!r}; "
-          "ready in about a minute. Ctrl-C stops it.", flush=True)
+    print(
+        f"vLLM (CPU, tiny random Pixtral) on http://127.0.0.1:{args.port}/v1, key {args.api_key!r}; "
+        "ready in about a minute. Ctrl-C stops it.",
+        flush=True,
+    )
     os.execve(command[0], command, {**os.environ, **extra_env, "VLLM_API_KEY": args.api_key})
 
 

@@ -14,8 +14,8 @@ from chainlit.server import app as chainlit_server
 from fastapi import HTTPException
 
 import chainlit_app
-from handlers.i18n import translate
-from handlers.prompts import system_prompt
+from handlers.core.i18n import translate
+from handlers.core.prompts import system_prompt
 from tests.app_helpers import photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
 
@@ -26,7 +26,9 @@ async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):
     (image,) = sent_images(app.requests[-1])
     assert max(image.size) == 1024
     first = app.requests[-1]["messages"][0]
-    assert first["role"] == "user" and first["content"][0]["text"] == system_prompt("auto", "English")
+    assert first["role"] == "user" and first["content"][0]["text"] == system_prompt(
+        "auto", "English"
+    )
 
 
 async def test_a_follow_up_still_sends_the_photo_and_the_answer(chat, app, tmp_path):
@@ -38,7 +40,9 @@ async def test_a_follow_up_still_sends_the_photo_and_the_answer(chat, app, tmp_p
     assert follow_up["messages"][1]["content"] == app.reply
 
 
-async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_told(chat, app, tmp_path):
+async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_told(
+    chat, app, tmp_path
+):
     await chat.send("first", [photo(tmp_path, "one.jpg"), photo(tmp_path, "two.jpg")])
     await chat.send("second", [photo(tmp_path, "three.jpg"), photo(tmp_path, "four.jpg")])
     await chat.send("third", [photo(tmp_path, "five.jpg")])
@@ -47,7 +51,9 @@ async def test_images_beyond_the_budget_become_placeholders_and_the_person_is_to
     assert "[earlier image: one.jpg]" in sent_text(request)
     assert "[earlier image: three.jpg]" in sent_text(request)
     assert "[earlier image: four.jpg]" not in sent_text(request)
-    assert any("one.jpg" in text and "three.jpg" in text and "out of" in text for text in chat.texts())
+    assert any(
+        "one.jpg" in text and "three.jpg" in text and "out of" in text for text in chat.texts()
+    )
 
 
 async def test_more_images_than_allowed_in_one_message(chat, app, tmp_path):
@@ -158,10 +164,16 @@ async def test_a_wrong_api_key_is_explained(chat, app):
     ("message", "expected"),
     [
         # vLLM 0.32's own words (tests/real/test_contract.py checks them against the real server)
-        ("At most 4 image(s) may be provided in one prompt. (parameter=image)", "MAX_IMAGES_PER_REQUEST"),
-        ("This model's maximum context length is 65536 tokens. However, your prompt contains 70000 "
-         "input tokens, which exceeds this limit even without any output tokens. Please reduce the "
-         "length of the input prompt. (parameter=input_tokens, value=70000)", "MAX_MODEL_LEN"),
+        (
+            "At most 4 image(s) may be provided in one prompt. (parameter=image)",
+            "MAX_IMAGES_PER_REQUEST",
+        ),
+        (
+            "This model's maximum context length is 65536 tokens. However, your prompt contains 70000 "
+            "input tokens, which exceeds this limit even without any output tokens. Please reduce the "
+            "length of the input prompt. (parameter=input_tokens, value=70000)",
+            "MAX_MODEL_LEN",
+        ),
         ("Failed to load image: cannot identify image file", "different image"),
     ],
 )
@@ -229,7 +241,9 @@ async def test_a_new_chat_frees_the_conversation_at_once(chat, app, tmp_path):
     assert len(chainlit_app._chats) == 0
 
 
-async def test_a_disconnect_stops_generation_and_memory_is_freed_after_the_grace(chat, app, tmp_path, monkeypatch):
+async def test_a_disconnect_stops_generation_and_memory_is_freed_after_the_grace(
+    chat, app, tmp_path, monkeypatch
+):
     monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 1.0)
     app.token_delay = 0.05
     app.reply = "word " * 200
@@ -252,7 +266,9 @@ async def test_a_disconnect_stops_generation_and_memory_is_freed_after_the_grace
     assert len(chainlit_app._chats) == 0  # freed once the grace is over
 
 
-async def test_a_reconnect_within_the_grace_keeps_the_conversation(chat, app, tmp_path, monkeypatch):
+async def test_a_reconnect_within_the_grace_keeps_the_conversation(
+    chat, app, tmp_path, monkeypatch
+):
     monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 0.2)
     await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
     chat.enter()
@@ -324,7 +340,9 @@ async def test_notices_and_errors_are_not_replayed_to_the_model_on_resume(app, s
     resumed = ChatHarness(user=alice, thread_id=chat.session.thread_id)
     await resumed.resume(thread)
     await resumed.send("Go on")
-    assistant_turns = [m["content"] for m in app.requests[-1]["messages"] if m["role"] == "assistant"]
+    assistant_turns = [
+        m["content"] for m in app.requests[-1]["messages"] if m["role"] == "assistant"
+    ]
     assert assistant_turns == [app.reply]
 
 
@@ -344,11 +362,15 @@ async def test_removing_a_person_ends_their_sessions_at_once(start_app, monkeypa
     header_token = create_jwt(cl.User(identifier="carol", metadata={"provider": "header"}))
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        login = await client.post("/login", data={"username": "bob", "password": "a long enough password"})
+        login = await client.post(
+            "/login", data={"username": "bob", "password": "a long enough password"}
+        )
         assert login.status_code == 200, login.text
         token = client.cookies["access_token"]
         assert (await client.get("/user")).status_code == 200
-        assert (await chainlit.auth.get_current_user(token)).identifier == "bob"  # as socket.io checks
+        assert (
+            await chainlit.auth.get_current_user(token)
+        ).identifier == "bob"  # as socket.io checks
 
         await users.remove("bob")
         assert (await client.get("/user")).status_code == 401
@@ -388,7 +410,9 @@ async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkey
     secret = "proxy-secret-" + "x" * 32
     await start_app(AUTH_TRUSTED_HEADER="X-Forwarded-User", AUTH_PROXY_SECRET=secret)
     assert config.code.header_auth_callback is not None
-    user = await chainlit_app._header_login({"X-Forwarded-User": "dave", "X-Auth-Proxy-Secret": secret})
+    user = await chainlit_app._header_login(
+        {"X-Forwarded-User": "dave", "X-Auth-Proxy-Secret": secret}
+    )
     assert user is not None and user.identifier == "dave"
     assert await chainlit_app._header_login({"X-Auth-Proxy-Secret": secret}) is None
 

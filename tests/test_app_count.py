@@ -11,7 +11,7 @@ import chainlit as cl
 import pytest
 
 import chainlit_app
-from handlers.counting import RESPONSE_FORMAT
+from handlers.chat.counting import RESPONSE_FORMAT
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 
@@ -54,15 +54,20 @@ async def test_the_answer_shows_counting_while_the_json_arrives(chat, app, tmp_p
     app.token_delay = 0.05
     await chat.send("", [photo(tmp_path, "a.jpg")], command="count")
     answer_id = chat.visible_messages()[-1]["id"]
-    statuses = [data["token"] for event, data in chat.events
-                if event == "stream_token" and data["id"] == answer_id and data["isSequence"]]
+    statuses = [
+        data["token"]
+        for event, data in chat.events
+        if event == "stream_token" and data["id"] == answer_id and data["isSequence"]
+    ]
     started = next(data["output"] for event, data in chat.events if event == "stream_start")
     assert "Counting…" in started
     assert any("so far" in status for status in statuses)
     assert statuses[-1].startswith("| Object |")
 
 
-async def test_a_count_cut_at_the_length_limit_is_shown_as_written_with_a_note(start_app, fake_vllm, tmp_path):
+async def test_a_count_cut_at_the_length_limit_is_shown_as_written_with_a_note(
+    start_app, fake_vllm, tmp_path
+):
     await start_app(MAX_TOKENS="6")
     chat = ChatHarness()
     await chat.start()
@@ -73,11 +78,16 @@ async def test_a_count_cut_at_the_length_limit_is_shown_as_written_with_a_note(s
     assert chat.elements() == []
 
 
-@pytest.mark.parametrize(("structured", "shown"), [
-    ("ignore", "A red square on a white background."),  # a server without structured output
-    ("invalid", '```json\n{"objects":'),  # JSON that stops half way, yet "stop"
-])
-async def test_a_count_that_is_not_json_of_the_schema_falls_back(chat, app, tmp_path, structured, shown):
+@pytest.mark.parametrize(
+    ("structured", "shown"),
+    [
+        ("ignore", "A red square on a white background."),  # a server without structured output
+        ("invalid", '```json\n{"objects":'),  # JSON that stops half way, yet "stop"
+    ],
+)
+async def test_a_count_that_is_not_json_of_the_schema_falls_back(
+    chat, app, tmp_path, structured, shown
+):
     app.structured = structured
     await chat.send("", [photo(tmp_path, "a.jpg")], command="count")
     texts = chat.texts()
@@ -127,7 +137,9 @@ async def test_a_resumed_chat_replays_the_count_as_it_was_sent(app, start_app, t
     assert after[1]["content"].startswith("| Object | a.jpg | b.jpg |")
 
 
-async def test_a_count_cut_by_a_dropped_connection_keeps_what_was_said_with_the_failure(chat, app, tmp_path):
+async def test_a_count_cut_by_a_dropped_connection_keeps_what_was_said_with_the_failure(
+    chat, app, tmp_path
+):
     app.drop_after(4)
     await chat.send("", [photo(tmp_path, "a.jpg")], command="count")
     (answer,) = chat.texts()

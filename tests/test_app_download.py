@@ -9,7 +9,7 @@ import chainlit as cl
 from PIL import Image
 
 import chainlit_app
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 
@@ -22,7 +22,9 @@ async def download(chat: ChatHarness) -> tuple[str, dict[str, bytes]]:
     """Ask for the download; chat.md and the images in the zip it was sent."""
     await chat.send("", command="download")
     await settle()
-    sent = [data for event, data in chat.events if event == "element" and data["name"].endswith(".zip")]
+    sent = [
+        data for event, data in chat.events if event == "element" and data["name"].endswith(".zip")
+    ]
     assert len(sent) == 1, chat.texts()
     stored = chat.session.files[sent[0]["chainlitKey"]]
     with zipfile.ZipFile(stored["path"]) as archive:
@@ -41,7 +43,9 @@ async def test_a_live_chat_downloads_with_its_photo(app, tmp_path):
     markdown, images = await download(chat)
 
     assert list(images) == ["images/001-receipt.jpg"]
-    assert images["images/001-receipt.jpg"] == upload.read_bytes()  # the original, not the copy sent
+    assert (
+        images["images/001-receipt.jpg"] == upload.read_bytes()
+    )  # the original, not the copy sent
     assert "What is on it?" in markdown and app.reply in markdown
     assert "![receipt.jpg](images/001-receipt.jpg)" in markdown
     assert chat.last_text() == translate("download.ready", "en-US", images=1)
@@ -106,7 +110,9 @@ async def test_nothing_to_download_yet_is_said(app):
     assert chat.last_text() == "ℹ️ " + translate("download.nothing", "en-US")
 
 
-async def test_a_chat_past_the_download_cap_comes_without_its_later_images_and_says_so(start_app, tmp_path):
+async def test_a_chat_past_the_download_cap_comes_without_its_later_images_and_says_so(
+    start_app, tmp_path
+):
     await start_app(MAX_DOWNLOAD_MB="1")
     alice = await signed_in("alice")
     chat = ChatHarness(user=alice)
@@ -120,4 +126,6 @@ async def test_a_chat_past_the_download_cap_comes_without_its_later_images_and_s
     markdown, images = await download(chat)
 
     assert not images and "noisy.jpg" in markdown
-    assert chat.last_text() == translate("download.ready_left_out", "en-US", images=0, left_out=1, limit=1)
+    assert chat.last_text() == translate(
+        "download.ready_left_out", "en-US", images=0, left_out=1, limit=1
+    )

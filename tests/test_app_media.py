@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-
 from tests.app_helpers import photo, sent_images, sent_text
 from tests.chainlit_harness import ChatHarness
 from tests.mediacorpus import flat_page, write_pdf, write_video
 
 
 def shown_images(chat: ChatHarness) -> list[dict]:
-    return [data for event, data in chat.events if event == "element" and data.get("type") == "image"]
+    return [
+        data for event, data in chat.events if event == "element" and data.get("type") == "image"
+    ]
 
 
 async def test_a_video_is_sampled_into_timestamped_frames_the_person_can_see(chat, app, tmp_path):
@@ -50,7 +51,10 @@ async def test_an_audio_file_is_refused_clearly(chat, app, tmp_path):
 
 
 async def test_the_pdf_page_asked_for_is_sent(chat, app, tmp_path):
-    pdf = write_pdf(tmp_path / "invoice.pdf", [flat_page((255, 0, 0)), flat_page((0, 255, 0)), flat_page((0, 0, 255))])
+    pdf = write_pdf(
+        tmp_path / "invoice.pdf",
+        [flat_page((255, 0, 0)), flat_page((0, 255, 0)), flat_page((0, 0, 255))],
+    )
     await chat.send("What is the total on page 2?", [pdf])
     request = app.requests[-1]
     (page,) = sent_images(request)
@@ -61,7 +65,9 @@ async def test_the_pdf_page_asked_for_is_sent(chat, app, tmp_path):
     assert any("invoice.pdf" in text and "2" in text for text in chat.texts())
 
 
-async def test_without_a_page_request_the_first_pages_are_sent_and_the_person_told(chat, app, tmp_path):
+async def test_without_a_page_request_the_first_pages_are_sent_and_the_person_told(
+    chat, app, tmp_path
+):
     pdf = write_pdf(tmp_path / "report.pdf", [flat_page((200, 200, 200))] * 6)
     await chat.send("Summarise this", [pdf])
     assert len(sent_images(app.requests[-1])) == 4

@@ -23,33 +23,63 @@ def drawn(path: Path) -> None:
 
 def test_the_photo_chart(tmp_path):
     timings = [
-        {"label": "prepare_image, 12 MP photo", "median_ms": 73.4, "p90_ms": 88.9, "cpu_ms": 69.7, "goal_ms": 80},
-        {"label": "naive: full decode + LANCZOS", "median_ms": 259.1, "p90_ms": 270.0, "cpu_ms": 255.9,
-         "goal_ms": None},
+        {
+            "label": "prepare_image, 12 MP photo",
+            "median_ms": 73.4,
+            "p90_ms": 88.9,
+            "cpu_ms": 69.7,
+            "goal_ms": 80,
+        },
+        {
+            "label": "naive: full decode + LANCZOS",
+            "median_ms": 259.1,
+            "p90_ms": 270.0,
+            "cpu_ms": 255.9,
+            "goal_ms": None,
+        },
     ]
-    payloads = [{"label": "original file", "kb": 4680, "goal_kb": None},
-                {"label": "prepared", "kb": 198, "goal_kb": 400}]
+    payloads = [
+        {"label": "original file", "kb": 4680, "goal_kb": None},
+        {"label": "prepared", "kb": 198, "goal_kb": 400},
+    ]
     drawn(charts.write_prepare_image_chart(timings, payloads, "a note", tmp_path / "photo.png"))
 
 
 def test_the_video_chart(tmp_path):
-    drawn(charts.write_sample_video_chart([2.7, 3.3, 2.1], [2.9, 3.0, 2.9], 3.0, "a note", tmp_path / "video.png"))
+    drawn(
+        charts.write_sample_video_chart(
+            [2.7, 3.3, 2.1], [2.9, 3.0, 2.9], 3.0, "a note", tmp_path / "video.png"
+        )
+    )
 
 
 def test_the_prefix_cache_chart(tmp_path):
-    rows = [{"photos": photos, "where": where, "client": client, "hit_ratio": ratio, "ttft_ms": 200.0}
-            for photos, where in (("4", "front"), ("7", "spread"))
-            for client, ratio in (("app", 0.91), ("before", 0.76), ("ideal", 0.91))]
+    rows = [
+        {"photos": photos, "where": where, "client": client, "hit_ratio": ratio, "ttft_ms": 200.0}
+        for photos, where in (("4", "front"), ("7", "spread"))
+        for client, ratio in (("app", 0.91), ("before", 0.76), ("ideal", 0.91))
+    ]
     drawn(charts.write_prefix_cache_chart(rows, "a note", tmp_path / "prefix.png"))
 
 
 def test_the_load_chart(tmp_path):
     def row(p50, rss=None):
-        return {"users": 20, "ttft_p50_ms": p50, "ttft_p95_ms": p50 * 1.5,
-                "rss_before_mb": rss, "rss_peak_mb": rss and rss * 2, "rss_after_mb": rss and rss * 1.05}
+        return {
+            "users": 20,
+            "ttft_p50_ms": p50,
+            "ttft_p95_ms": p50 * 1.5,
+            "rss_before_mb": rss,
+            "rss_peak_mb": rss and rss * 2,
+            "rss_after_mb": rss and rss * 1.05,
+        }
 
-    results = {"photos/app": row(500, 150), "stream/app": row(380, 150), "photos/direct": row(360),
-               "stream/direct": row(355), "photos/naive": row(2900, 140)}
+    results = {
+        "photos/app": row(500, 150),
+        "stream/app": row(380, 150),
+        "photos/direct": row(360),
+        "stream/direct": row(355),
+        "photos/naive": row(2900, 140),
+    }
     drawn(charts.write_load_chart(results, tmp_path / "load.png"))
 
 

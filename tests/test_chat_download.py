@@ -1,23 +1,23 @@
-"""The chat download (handlers/chat_download.py): what the zip holds, its names, its cap."""
+"""The chat download (handlers/chat/download.py): what the zip holds, its names, its cap."""
 
 from __future__ import annotations
 
 import io
 import os
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from handlers.chat_download import build_download, has_questions, owned_thread, safe_file_name
-from handlers.conversation import ImagePart
-from handlers.errors import RequestRefused
-from handlers.history import PreparedStore
-from handlers.images import prepare_image
+from handlers.chat.conversation import ImagePart
+from handlers.chat.download import build_download, has_questions, owned_thread, safe_file_name
+from handlers.chat.history import PreparedStore
+from handlers.core.errors import RequestRefused
+from handlers.media.images import prepare_image
 
-NOW = datetime(2026, 12, 2, 1, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
 
 
 def jpeg(colour: str = "red", size=(64, 48)) -> bytes:
@@ -43,11 +43,15 @@ class History:
     def step(self, type_: str, output: str, kind: str | None = None) -> str:
         self._clock += 1
         step_id = f"s{self._clock}"
-        self.thread["steps"].append({
-            "id": step_id, "type": type_, "output": output,
-            "createdAt": f"2026-12-02T00:{self._clock:02d}:00.000000Z",
-            "metadata": {"kind": kind} if kind else {},
-        })
+        self.thread["steps"].append(
+            {
+                "id": step_id,
+                "type": type_,
+                "output": output,
+                "createdAt": f"2026-12-02T00:{self._clock:02d}:00.000000Z",
+                "metadata": {"kind": kind} if kind else {},
+            }
+        )
         return step_id
 
     def upload(self, step_id: str, name: str, data: bytes, type_: str = "image") -> str:
@@ -64,7 +68,8 @@ class History:
     def prepare(self, step_id: str, parts: list[tuple[str, str | None, bytes]]) -> None:
         """What the model saw of the turn: (key, label, JPEG bytes) each."""
         image_parts = [
-            ImagePart(key, prepare_image("x.jpg", data, max_bytes=10**8), label) for key, label, data in parts
+            ImagePart(key, prepare_image("x.jpg", data, max_bytes=10**8), label)
+            for key, label, data in parts
         ]
         self.store.save("t1", step_id, "text as sent", image_parts)
 
@@ -73,7 +78,13 @@ class History:
 
     def build(self, max_bytes: int = 10**8, language: str = "en-US", **options):
         return build_download(
-            self.thread, self.store, self.original_path, language=language, max_bytes=max_bytes, now=NOW, **options
+            self.thread,
+            self.store,
+            self.original_path,
+            language=language,
+            max_bytes=max_bytes,
+            now=NOW,
+            **options,
         )
 
 
@@ -105,9 +116,15 @@ def test_the_zip_holds_the_chat_in_order_with_times_and_the_original_photo(histo
     assert images["images/001-receipt.jpg"] == original  # as uploaded, not the 1024 px copy
     assert markdown.startswith("# Receipts\n\nDownloaded 2026-12-02 01:30 UTC.")
     order = [
-        "## Question · 2026-12-02 00:01 UTC", "What is on this receipt?  \nAnd its date?", "![receipt.jpg](images/001-receipt.jpg)",
-        "> ⚠️ notes.png is not an image.", "## Answer · 2026-12-02 00:03 UTC", "A **total** of 12.50.",
-        "## Question · 2026-12-02 00:04 UTC", "谢谢！这是什么颜色？", "红色。",
+        "## Question · 2026-12-02 00:01 UTC",
+        "What is on this receipt?  \nAnd its date?",
+        "![receipt.jpg](images/001-receipt.jpg)",
+        "> ⚠️ notes.png is not an image.",
+        "## Answer · 2026-12-02 00:03 UTC",
+        "A **total** of 12.50.",
+        "## Question · 2026-12-02 00:04 UTC",
+        "谢谢！这是什么颜色？",
+        "红色。",
     ]
     positions = [markdown.index(text) for text in order]
     assert positions == sorted(positions)
@@ -127,22 +144,36 @@ def test_names_are_safe_and_never_collide(history):
     question = history.step("user_message", "Compare")
     names = ["../../etc/passwd.jpg", "a.jpg", "a.jpg", "发票 [2].JPG"]
     colours = ["red", "green", "blue", "white"]
-    elements = [history.upload(question, name, jpeg(colour)) for name, colour in zip(names, colours)]
+    elements = [
+        history.upload(question, name, jpeg(colour)) for name, colour in zip(names, colours)
+    ]
     history.prepare(question, [(element, None, jpeg()) for element in elements])
 
     markdown, images = opened(history.build())
 
     assert list(images) == [
-        "images/001-etc_passwd.jpg", "images/002-a.jpg", "images/003-a.jpg", "images/004-发票_2.jpg",
+        "images/001-etc_passwd.jpg",
+        "images/002-a.jpg",
+        "images/003-a.jpg",
+        "images/004-发票_2.jpg",
     ]
-    assert "![发票 (2).JPG](images/004-%E5%8F%91%E7%A5%A8_2.jpg)" in markdown  # a link any renderer follows
+    assert (
+        "![发票 (2).JPG](images/004-%E5%8F%91%E7%A5%A8_2.jpg)" in markdown
+    )  # a link any renderer follows
     assert images["images/002-a.jpg"] != images["images/003-a.jpg"]
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("../x.png", "x.png"), ("..", "image"), ("a/b\\c.jpeg", "a_b_c.jpeg"), ("照片", "照片"),
-     ("x.tar.gz", "x_tar.gz"), ("photo.verylongext", "photo_verylongext"), ("", "image")],
+    [
+        ("../x.png", "x.png"),
+        ("..", "image"),
+        ("a/b\\c.jpeg", "a_b_c.jpeg"),
+        ("照片", "照片"),
+        ("x.tar.gz", "x_tar.gz"),
+        ("photo.verylongext", "photo_verylongext"),
+        ("", "image"),
+    ],
 )
 def test_safe_file_name(name, expected):
     assert safe_file_name(name) == expected
@@ -150,9 +181,16 @@ def test_safe_file_name(name, expected):
 
 def test_a_video_goes_in_as_the_frames_the_model_saw(history):
     question = history.step("user_message", "What happens?")
-    video = history.upload(question, "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000, type_="video")
-    history.prepare(question, [(f"{video}#0", "clip.mp4, 00:00", jpeg("red")),
-                               (f"{video}#1", "clip.mp4, 00:05", jpeg("blue"))])
+    video = history.upload(
+        question, "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000, type_="video"
+    )
+    history.prepare(
+        question,
+        [
+            (f"{video}#0", "clip.mp4, 00:00", jpeg("red")),
+            (f"{video}#1", "clip.mp4, 00:05", jpeg("blue")),
+        ],
+    )
 
     markdown, images = opened(history.build())
 
@@ -173,8 +211,12 @@ def test_a_missing_original_falls_back_to_the_prepared_copy_else_is_named(histor
 
     markdown, images = opened(history.build())
 
-    assert list(images) == ["images/001-kept.png"]  # the copy's own type: flat colours are prepared as PNG
-    assert Image.open(io.BytesIO(images["images/001-kept.png"])).getpixel((5, 5))[1] > 100  # the green copy
+    assert list(images) == [
+        "images/001-kept.png"
+    ]  # the copy's own type: flat colours are prepared as PNG
+    assert (
+        Image.open(io.BytesIO(images["images/001-kept.png"])).getpixel((5, 5))[1] > 100
+    )  # the green copy
     assert "*lost.jpg: not kept in the history*" in markdown
 
 
@@ -214,7 +256,9 @@ def test_the_download_request_and_its_reply_are_left_out(history):
     history.step("assistant_message", "Hi.", kind="answer")
     marked = history.step("user_message", "", kind="download")
     history.step("assistant_message", "📦 Your chat as a zip", kind="download")
-    unmarked = history.step("user_message", "")  # this download's request, not yet marked in the database
+    unmarked = history.step(
+        "user_message", ""
+    )  # this download's request, not yet marked in the database
 
     markdown, _ = opened(history.build(skip=frozenset({unmarked})))
 
@@ -235,7 +279,9 @@ class Layer:
         return self.threads.get(thread_id)
 
 
-@pytest.mark.parametrize(("thread_id", "user"), [("t1", "bob"), ("nope", "alice"), (None, "alice"), ("t1", None)])
+@pytest.mark.parametrize(
+    ("thread_id", "user"), [("t1", "bob"), ("nope", "alice"), (None, "alice"), ("t1", None)]
+)
 async def test_only_the_owner_gets_the_thread(thread_id, user):
     layer = Layer({"t1": {"id": "t1", "userIdentifier": "alice", "steps": []}})
     assert (await owned_thread(layer, "t1", "alice"))["id"] == "t1"

@@ -9,7 +9,7 @@ import chainlit.socket
 import pytest
 
 import chainlit_app
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.chainlit_harness import ChatHarness
 
 FIRST = "one two three four five "
@@ -40,9 +40,14 @@ async def cut_chat(start_app, fake_vllm):
 def actions_of(chat: ChatHarness) -> list[dict]:
     """The buttons the browser would show: those sent, less those removed or
     whose message was removed."""
-    removed = {data["id"] for event, data in chat.events if event in ("delete_message", "remove_action")}
-    return [data for event, data in chat.events
-            if event == "action" and data["id"] not in removed and data["forId"] not in removed]
+    removed = {
+        data["id"] for event, data in chat.events if event in ("delete_message", "remove_action")
+    }
+    return [
+        data
+        for event, data in chat.events
+        if event == "action" and data["id"] not in removed and data["forId"] not in removed
+    ]
 
 
 def continue_button(chat: ChatHarness) -> cl.Action:
@@ -55,7 +60,9 @@ async def press(chat: ChatHarness, action: cl.Action) -> None:
     await chainlit_app.on_continue(action)
 
 
-async def test_a_cut_answer_offers_continue_and_gets_the_rest_in_the_same_answer(cut_chat, fake_vllm):
+async def test_a_cut_answer_offers_continue_and_gets_the_rest_in_the_same_answer(
+    cut_chat, fake_vllm
+):
     answer_id = cut_chat.visible_messages()[0]["id"]
     assert cut_chat.texts()[0] == FIRST
     (button,) = actions_of(cut_chat)
@@ -66,7 +73,9 @@ async def test_a_cut_answer_offers_continue_and_gets_the_rest_in_the_same_answer
     assert request["continue_final_message"] is True and request["add_generation_prompt"] is False
     assert request["messages"][-1] == {"role": "assistant", "content": FIRST}
     shown = cut_chat.visible_messages()
-    assert shown[0]["id"] == answer_id and shown[0]["output"] == FIRST + REST  # the same answer, longer
+    assert (
+        shown[0]["id"] == answer_id and shown[0]["output"] == FIRST + REST
+    )  # the same answer, longer
     (again,) = actions_of(cut_chat)  # cut again: a button of its own, the used one gone
     assert again["id"] != button["id"]
 
@@ -125,11 +134,13 @@ async def test_the_button_is_translated(start_app, fake_vllm):
 def test_a_continuation_is_counted_as_the_question_then_the_answer_so_far():
     """vLLM's mistral mode marks a final answer `prefix`: no `</s>` after it
     (mistral_common refuses to encode a final answer without it)."""
-    from handlers.tokens import CountedMessage, TokenCounter
+    from handlers.chat.tokens import CountedMessage, TokenCounter
 
     counter = TokenCounter()
     question = CountedMessage("user", ("Tell me a story",))
-    so_far = counter.count("Be brief.", [question, CountedMessage("assistant", (FIRST,))], continuing=True)
+    so_far = counter.count(
+        "Be brief.", [question, CountedMessage("assistant", (FIRST,))], continuing=True
+    )
     assert so_far == counter.count("Be brief.", [question]) + counter.estimate_text(FIRST.strip())
 
 

@@ -1,10 +1,10 @@
 import pytest
 from PIL import Image
 
-from handlers.conversation import Conversation, ImagePart
-from handlers.errors import PromptTooLong
-from handlers.images import prepare_pil
-from handlers.tokens import CountedMessage, TokenCounter
+from handlers.chat.conversation import Conversation, ImagePart
+from handlers.chat.tokens import CountedMessage, TokenCounter
+from handlers.core.errors import PromptTooLong
+from handlers.media.images import prepare_pil
 
 SYSTEM = "You are a careful visual analyst."
 
@@ -29,7 +29,14 @@ def wire_text(message: dict) -> str:
     return "\n".join(piece["text"] for piece in message["content"] if piece["type"] == "text")
 
 
-def build(conversation: Conversation, counter: TokenCounter, *, max_images=4, budget=60000, system_first=True):
+def build(
+    conversation: Conversation,
+    counter: TokenCounter,
+    *,
+    max_images=4,
+    budget=60000,
+    system_first=True,
+):
     return conversation.build_request(
         SYSTEM, counter, max_images=max_images, prompt_budget=budget, system_first=system_first
     )
@@ -39,7 +46,9 @@ def images_in(request) -> int:
     return sum(wire_images(m) for m in request.messages if m["role"] == "user")
 
 
-def test_history_is_sent_with_the_system_text_leading_the_first_message_and_images_before_text(counter):
+def test_history_is_sent_with_the_system_text_leading_the_first_message_and_images_before_text(
+    counter,
+):
     conversation = Conversation()
     conversation.add_user("u1", "What is this?", [part("a.jpg")])
     conversation.add_assistant("u1:answer", "A red square.")
@@ -48,7 +57,9 @@ def test_history_is_sent_with_the_system_text_leading_the_first_message_and_imag
     assert [m["role"] for m in request.messages] == ["user", "assistant", "user"]
     first = request.messages[0]["content"]
     assert first[0] == {"type": "text", "text": SYSTEM}
-    assert first[1]["type"] == "image_url" and first[1]["image_url"]["url"].startswith("data:image/")
+    assert first[1]["type"] == "image_url" and first[1]["image_url"]["url"].startswith(
+        "data:image/"
+    )
     assert first[2] == {"type": "text", "text": "What is this?"}
     assert request.messages[1]["content"] == "A red square."
     assert request.messages[2]["content"] == [{"type": "text", "text": "And its colour?"}]
@@ -87,7 +98,10 @@ def test_only_the_newest_images_are_sent_and_older_ones_become_placeholders(coun
 
 def test_a_videos_sheets_going_out_of_view_name_the_video_once(counter):
     conversation = Conversation()
-    sheets = [ImagePart(key=f"clip-{i}", image=part("clip.mp4").image, label=f"clip.mp4, sheet {i}") for i in range(3)]
+    sheets = [
+        ImagePart(key=f"clip-{i}", image=part("clip.mp4").image, label=f"clip.mp4, sheet {i}")
+        for i in range(3)
+    ]
     conversation.add_user("u1", "What happens?", sheets)
     conversation.add_assistant("a1", "ok")
     conversation.add_user("u2", "And these?", [part("a.jpg"), part("b.jpg"), part("c.jpg")])
@@ -103,7 +117,9 @@ def test_past_the_limit_images_are_hidden_in_steps_that_then_stay_put(counter):
         conversation.add_assistant(f"a{n}", f"answer {n}")
     in_view = [images_in(r) for r in requests]
     assert in_view == [1, 2, 3, 4, 2, 3, 4, 2, 3]  # never over 4; down to half in one step
-    unchanged = [r2.messages[: len(r1.messages)] == r1.messages for r1, r2 in zip(requests, requests[1:])]
+    unchanged = [
+        r2.messages[: len(r1.messages)] == r1.messages for r1, r2 in zip(requests, requests[1:])
+    ]
     assert unchanged == [True, True, True, False, True, True, False, True]
     assert [r.newly_hidden for r in requests][4] == ("1.jpg", "2.jpg", "3.jpg")
 

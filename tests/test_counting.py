@@ -9,8 +9,8 @@ import json
 import jsonschema
 import pytest
 
-from handlers.count_table import as_written, build_table, to_csv, to_markdown
-from handlers.counting import RESPONSE_FORMAT, SCHEMA, Count, CountStream, Row, parse_count
+from handlers.chat.count_table import as_written, build_table, to_csv, to_markdown
+from handlers.chat.counting import RESPONSE_FORMAT, SCHEMA, Count, CountStream, Row, parse_count
 
 TWO_IMAGES = {
     "objects": [
@@ -29,7 +29,9 @@ def test_the_response_format_is_a_json_schema_that_checks_what_the_table_needs()
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(TWO_IMAGES, SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"objects": [{"name": "apple", "count": -1}], "total": 0, "uncertain": []}, SCHEMA)
+        jsonschema.validate(
+            {"objects": [{"name": "apple", "count": -1}], "total": 0, "uncertain": []}, SCHEMA
+        )
 
 
 def test_a_count_is_parsed_into_rows():
@@ -38,17 +40,20 @@ def test_a_count_is_parsed_into_rows():
     assert count.total == 6 and count.uncertain == ("one apple may be a tomato",)
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "I see three apples.",
-    '{"objects": [{"name": "apple", "count": 3}], "total": 3, "unc',  # cut at the length limit
-    '{"objects": "three apples", "total": 3, "uncertain": []}',
-    '{"objects": [{"name": "apple", "count": 2.5}], "total": 2, "uncertain": []}',
-    '{"objects": [{"name": "apple", "count": true}], "total": 1, "uncertain": []}',
-    '{"objects": [{"name": "", "count": 1}], "total": 1, "uncertain": []}',
-    '{"objects": [{"name": "apple", "count": 1, "image": 0}], "total": 1, "uncertain": []}',
-    '[1, 2, 3]',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "I see three apples.",
+        '{"objects": [{"name": "apple", "count": 3}], "total": 3, "unc',  # cut at the length limit
+        '{"objects": "three apples", "total": 3, "uncertain": []}',
+        '{"objects": [{"name": "apple", "count": 2.5}], "total": 2, "uncertain": []}',
+        '{"objects": [{"name": "apple", "count": true}], "total": 1, "uncertain": []}',
+        '{"objects": [{"name": "", "count": 1}], "total": 1, "uncertain": []}',
+        '{"objects": [{"name": "apple", "count": 1, "image": 0}], "total": 1, "uncertain": []}',
+        "[1, 2, 3]",
+    ],
+)
 def test_what_is_not_a_count_is_not_taken_for_one(text):
     assert parse_count(text) is None
 
@@ -129,7 +134,9 @@ def test_the_csv_is_the_same_table_and_opens_in_a_spreadsheet():
 
 def test_a_name_a_spreadsheet_would_run_as_a_formula_stays_text():
     count = Count((Row('=HYPERLINK("http://evil.example","x")', 1), Row("-1 cup", 1)), total=2)
-    rows = list(csv.reader(io.StringIO(to_csv(build_table(count, ["a.jpg"], "en-US")).decode("utf-8-sig"))))
+    rows = list(
+        csv.reader(io.StringIO(to_csv(build_table(count, ["a.jpg"], "en-US")).decode("utf-8-sig")))
+    )
     assert rows[1][0].startswith("'=") and rows[2][0] == "'-1 cup"
 
 
@@ -151,11 +158,18 @@ def test_the_stream_shows_a_status_then_the_table():
     assert outcome.csv.decode("utf-8-sig").splitlines()[0] == "Object,a.jpg,b.jpg,Total"
 
 
-@pytest.mark.parametrize(("raw", "truncated", "key"), [
-    ('{"objects": [{"name": "apple", "count": 3}], "total": 3, "uncertain": []}', True, "count.cut_off"),
-    ("Three apples.", False, "count.not_a_table"),
-    ("", False, "count.no_answer"),
-])
+@pytest.mark.parametrize(
+    ("raw", "truncated", "key"),
+    [
+        (
+            '{"objects": [{"name": "apple", "count": 3}], "total": 3, "uncertain": []}',
+            True,
+            "count.cut_off",
+        ),
+        ("Three apples.", False, "count.not_a_table"),
+        ("", False, "count.no_answer"),
+    ],
+)
 def test_a_count_that_is_not_a_table_falls_back_with_a_note(raw, truncated, key):
     counting = CountStream(["a.jpg"], "zh-CN")
     counting.add(raw)
@@ -165,7 +179,9 @@ def test_a_count_that_is_not_a_table_falls_back_with_a_note(raw, truncated, key)
 
 
 def test_a_raw_tab_in_a_name_is_read_as_vllms_grammar_lets_it_through():
-    count = parse_count('{"objects": [{"name": "red\tapple", "count": 1}], "total": 1, "uncertain": []}')
+    count = parse_count(
+        '{"objects": [{"name": "red\tapple", "count": 1}], "total": 1, "uncertain": []}'
+    )
     assert count.objects[0].name == "red apple"
     assert "| red apple | 1 |" in to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US")
 
@@ -174,4 +190,6 @@ def test_code_points_that_cannot_be_stored_are_left_out_of_names_and_notes():
     text = r'{"objects": [{"name": "a\ud800b\u0000c", "count": 1, "note": "\u0007x"}], "total": 1, "uncertain": ["\udfff"]}'
     count = parse_count(text)
     assert count.objects[0] == Row("ab c", 1, None, "x") and count.uncertain == ()
-    to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US").encode("utf-8")  # no surrogate left
+    to_markdown(build_table(count, ["a.jpg"], "en-US"), "en-US").encode(
+        "utf-8"
+    )  # no surrogate left

@@ -18,10 +18,9 @@ import pytest
 from chainlit.types import Pagination, ThreadFilter
 from sqlalchemy import inspect, text
 
-from handlers import database
-from handlers.settings import Settings
+from handlers.core.settings import Settings
+from handlers.storage import database
 from tests.db_fixtures import chainlit_context, converse, open_layer, person, png_bytes
-
 
 # The schema Chainlit's documentation gives for the SQLAlchemy data layer: what an
 # existing installation has. It lacks `modes`, `autoCollapse`, `autoPlay` and

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.settings import DEFAULT_MODEL, Settings, load_settings
+from handlers.core.settings import DEFAULT_MODEL, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -66,7 +66,11 @@ def one(unit: dict, key: str, section: str = "Service") -> str:
 
 
 def environment(unit: dict) -> dict[str, str]:
-    pairs = (item.split("=", 1) for value in unit["Service"].get("Environment", []) for item in shlex.split(value))
+    pairs = (
+        item.split("=", 1)
+        for value in unit["Service"].get("Environment", [])
+        for item in shlex.split(value)
+    )
     return dict(pairs)
 
 
@@ -93,7 +97,9 @@ APP_ENV_EXAMPLE = load_settings({}, env_file=DEPLOY / "app.env.example")
 
 
 def nginx_active_text() -> str:
-    return "\n".join(line.split("#", 1)[0] for line in (DEPLOY / "nginx.conf.example").read_text().splitlines())
+    return "\n".join(
+        line.split("#", 1)[0] for line in (DEPLOY / "nginx.conf.example").read_text().splitlines()
+    )
 
 
 # --- vllm.service -----------------------------------------------------------
@@ -111,7 +117,11 @@ def test_vllm_limits_match_the_app_defaults_and_the_example_env():
     limit = json.loads(VLLM_FLAGS["--limit-mm-per-prompt"])  # JSON, not the old image=4
     assert limit == {"image": DEFAULTS.max_images_per_request}
     assert limit == {"image": APP_ENV_EXAMPLE.max_images_per_request}
-    assert int(VLLM_FLAGS["--max-model-len"]) == DEFAULTS.max_model_len == APP_ENV_EXAMPLE.max_model_len
+    assert (
+        int(VLLM_FLAGS["--max-model-len"])
+        == DEFAULTS.max_model_len
+        == APP_ENV_EXAMPLE.max_model_len
+    )
     # It is also the vision encoder's budget per step: at least one 1024x1024 image (4160 tokens).
     assert int(VLLM_FLAGS["--max-num-batched-tokens"]) >= 4160
 
@@ -191,7 +201,15 @@ def test_the_app_runs_chainlit_from_its_checkout():
     workdir = one(APP, "WorkingDirectory")
     argv = exec_argv(APP)
     assert argv[0] == f"{workdir}/.venv/bin/chainlit"
-    assert argv[1:] == ["run", "chainlit_app.py", "--host", "127.0.0.1", "--port", "8001", "--headless"]
+    assert argv[1:] == [
+        "run",
+        "chainlit_app.py",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8001",
+        "--headless",
+    ]
     assert (ROOT / "chainlit_app.py").is_file()
 
 
@@ -199,8 +217,12 @@ def test_the_read_only_checkout_has_everything_chainlit_would_otherwise_write():
     """Chainlit writes a default config, chainlit.md and any missing translation
     into its working directory at start-up; under ProtectSystem=strict that fails."""
     assert (ROOT / ".chainlit" / "config.toml").is_file() and (ROOT / "chainlit.md").is_file()
-    bundled = Path(importlib.util.find_spec("chainlit").submodule_search_locations[0]) / "translations"
-    missing = {p.name for p in bundled.glob("*.json")} - {p.name for p in (ROOT / ".chainlit/translations").glob("*.json")}
+    bundled = (
+        Path(importlib.util.find_spec("chainlit").submodule_search_locations[0]) / "translations"
+    )
+    missing = {p.name for p in bundled.glob("*.json")} - {
+        p.name for p in (ROOT / ".chainlit/translations").glob("*.json")
+    }
     assert not missing, f"run `chainlit init` and commit .chainlit/translations: {sorted(missing)}"
 
 
@@ -218,7 +240,9 @@ def test_the_app_reads_only_its_own_names():
     example = (DEPLOY / "app.env.example").read_text()
     assigned = set(re.findall(r"^#?([A-Z][A-Z0-9_]*)=", example, re.M))
     assert "DATABASE_URL" not in assigned | set(environment(APP))
-    read_by_settings = set(re.findall(r'source\.get\("([A-Z0-9_]+)"', (ROOT / "handlers/settings.py").read_text()))
+    read_by_settings = set(
+        re.findall(r'source\.get\("([A-Z0-9_]+)"', (ROOT / "handlers/core/settings.py").read_text())
+    )
     assert assigned - read_by_settings == {"CHAINLIT_AUTH_SECRET"}
     assert "DATA_DIR" not in assigned  # the unit sets it to the state directory
 
@@ -240,7 +264,11 @@ def test_every_unit_setting_is_explained_in_the_readme(name):
 def test_every_vllm_flag_and_variable_is_explained_in_the_readme():
     assert not {flag for flag in VLLM_FLAGS if f"`{flag}" not in README}
     variables = {*environment(VLLM), *environment(APP), "NCCL_P2P_DISABLE"}
-    assert not {name for name in variables if f"`Environment={name}=" not in README and f"`{name}" not in README}
+    assert not {
+        name
+        for name in variables
+        if f"`Environment={name}=" not in README and f"`{name}" not in README
+    }
 
 
 def test_every_nginx_directive_is_explained_in_the_readme():
@@ -277,7 +305,10 @@ def test_nginx_overwrites_the_trusted_header_and_limits_sign_ins():
     login = re.search(r"location = /login \{([^}]*)\}", text).group(1)
     assert "zone=visual_assistant_login" in login and "zone=visual_assistant_requests" in login
     assert "proxy_pass http://visual_assistant;" in login
-    assert re.search(r"limit_req_zone \$visual_assistant_login_key zone=visual_assistant_login:\S+ rate=\d+r/m;", text)
+    assert re.search(
+        r"limit_req_zone \$visual_assistant_login_key zone=visual_assistant_login:\S+ rate=\d+r/m;",
+        text,
+    )
     assert re.search(r"^\s*limit_conn visual_assistant_connections \d+;", text, re.M)
     assert re.search(r"^\s*limit_req_status\s+429;", text, re.M)
     signing_in = _proxy_sign_in(DEPLOY.joinpath("nginx.conf.example").read_text())
@@ -285,7 +316,9 @@ def test_nginx_overwrites_the_trusted_header_and_limits_sign_ins():
     assert re.search(r"^\s*auth_basic\s", signing_in, re.M)
 
 
-@pytest.mark.parametrize("variant", ["as shipped", "scale-out block uncommented", "proxy sign-in uncommented"])
+@pytest.mark.parametrize(
+    "variant", ["as shipped", "scale-out block uncommented", "proxy sign-in uncommented"]
+)
 def test_nginx_accepts_the_example(variant, tmp_path):
     if not shutil.which("nginx") or not shutil.which("openssl"):
         pytest.skip("nginx or openssl is not installed here (apt-get install nginx openssl)")
@@ -295,16 +328,38 @@ def test_nginx_accepts_the_example(variant, tmp_path):
     elif variant == "proxy sign-in uncommented":
         site = _proxy_sign_in(site)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+    )
     site = site.replace("/etc/ssl/visual-assistant/fullchain.pem", str(cert))
     site = site.replace("/etc/ssl/visual-assistant/privkey.pem", str(key))
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
-        f"http {{\n access_log off;\n client_body_temp_path {tmp_path};\n include {tmp_path}/site.conf;\n}}\n")
-    done = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                          capture_output=True, text=True)
+        f"http {{\n access_log off;\n client_body_temp_path {tmp_path};\n include {tmp_path}/site.conf;\n}}\n"
+    )
+    done = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "[warn]" not in done.stderr, done.stderr
 
 
@@ -312,7 +367,9 @@ def _scale_out(site: str) -> str:
     """The example with its scale-out block switched on, the way its comment says."""
     site = re.sub(r"^upstream visual_assistant \{.*?^\}\n", "", site, count=1, flags=re.M | re.S)
     begin, end = site.index("# BEGIN scale-out"), site.index("# END scale-out")
-    block = [line[2:] if line.startswith("# ") else line for line in site[begin:end].splitlines()[2:]]
+    block = [
+        line[2:] if line.startswith("# ") else line for line in site[begin:end].splitlines()[2:]
+    ]
     return site[:begin] + "\n".join(block) + "\n" + site[end:]
 
 
@@ -320,7 +377,10 @@ def _proxy_sign_in(site: str) -> str:
     """The example with its proxy sign-in block switched on, the way its comment says."""
     begin, end = site.index("# BEGIN proxy sign-in"), site.index("# END proxy sign-in")
     lines = site[begin:end].splitlines()
-    switched = [re.sub(r"^(\s*)# ", r"\1", line) if re.match(r"\s*# (auth_|proxy_)", line) else line for line in lines]
+    switched = [
+        re.sub(r"^(\s*)# ", r"\1", line) if re.match(r"\s*# (auth_|proxy_)", line) else line
+        for line in lines
+    ]
     return site[:begin] + "\n".join(switched) + "\n" + site[end:]
 
 
@@ -350,17 +410,25 @@ def _systemd_analyze() -> str:
 
 
 def test_systemd_analyze_verify_accepts_the_units(tmp_path):
-    done = subprocess.run([_systemd_analyze(), "verify", "--man=no", *map(str, _stubbed_units(tmp_path))],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [_systemd_analyze(), "verify", "--man=no", *map(str, _stubbed_units(tmp_path))],
+        capture_output=True,
+        text=True,
+    )
     # Unknown keys and unparsable values are only warnings (exit 0): any output is a failure.
-    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), (
+        done.stdout + done.stderr
+    )
 
 
 def test_systemd_analyze_security_rates_the_units_well_hardened(tmp_path):
     analyze = _systemd_analyze()
     for unit in _stubbed_units(tmp_path):
-        done = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(unit)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [analyze, "security", "--offline=true", "--no-pager", str(unit)],
+            capture_output=True,
+            text=True,
+        )
         if "--offline" in done.stderr:
             pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
         [exposure] = re.findall(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
@@ -370,10 +438,14 @@ def test_systemd_analyze_security_rates_the_units_well_hardened(tmp_path):
 def _vllm_parser():
     """vLLM's own `vllm serve` parser, or a skip saying how to get it."""
     if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vllm is not installed in this venv (it is 9.4 GB); run the command in "
-                    "deploy/README.md, 'Checking the deploy files', to check the flags against vllm 0.33.0")
+        pytest.skip(
+            "vllm is not installed in this venv (it is 9.4 GB); run the command in "
+            "deploy/README.md, 'Checking the deploy files', to check the flags against vllm 0.33.0"
+        )
     version = importlib.metadata.version("vllm")
-    assert version == "0.33.0", f"installed vllm {version}, but deploy/requirements-vllm.txt pins 0.33.0"
+    assert version == "0.33.0", (
+        f"installed vllm {version}, but deploy/requirements-vllm.txt pins 0.33.0"
+    )
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.common.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -412,7 +484,13 @@ def test_vllm_accepts_the_scale_out_commands_in_the_readme(monkeypatch):
     for argv in commands:
         args, engine = parse(argv)
         assert engine.data_parallel_size == 2 and engine.data_parallel_address == "10.0.0.21"
-        for same in ("model", "tensor_parallel_size", "limit_mm_per_prompt", "max_model_len", "tokenizer_mode"):
+        for same in (
+            "model",
+            "tensor_parallel_size",
+            "limit_mm_per_prompt",
+            "max_model_len",
+            "tokenizer_mode",
+        ):
             assert getattr(engine, same) == getattr(unit, same), (same, argv)
 
 
@@ -420,7 +498,9 @@ def _readme_vllm_commands() -> list[list[str]]:
     """Each `vllm serve ...` command in the README's code blocks, as an argument list (after `serve`)."""
     blocks = re.findall(r"^```bash\n(.*?)^```", README, re.M | re.S)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
-    return [shlex.split(line.split("vllm serve ", 1)[1]) for line in lines if "bin/vllm serve " in line]
+    return [
+        shlex.split(line.split("vllm serve ", 1)[1]) for line in lines if "bin/vllm serve " in line
+    ]
 
 
 def _seconds(value: str) -> int:

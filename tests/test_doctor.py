@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers import doctor
-from handlers.settings import DEFAULT_MODEL, Settings, load_settings
+from handlers.core.settings import DEFAULT_MODEL, Settings, load_settings
+from handlers.ops import doctor
 from tests.fake_vllm import FakeVLLM
 
 KEY = "doctor-test-key-5f2e"
@@ -47,7 +47,9 @@ def fake():
 async def test_every_check_passes_against_a_matching_server(fake):
     results = await check(settings_for(fake.base_url, VLLM_API_KEY=KEY, VLLM_MODEL=DEFAULT_MODEL))
     assert list(results) == CHECK_NAMES
-    assert {name: result.status for name, result in results.items()} == dict.fromkeys(CHECK_NAMES, "OK")
+    assert {name: result.status for name, result in results.items()} == dict.fromkeys(
+        CHECK_NAMES, "OK"
+    )
     assert "Red." in results["answer"].detail
     assert "At most 4 image(s)" in results["image limit"].detail
 
@@ -70,18 +72,25 @@ async def test_a_wrong_key_fails_with_the_fix_and_skips_the_rest(fake):
     results = await check(settings_for(fake.base_url, VLLM_API_KEY="not-the-key"))
     assert results["health"].passed
     assert results["api key"].status == "FAIL" and "401" in results["api key"].detail
-    assert "VLLM_API_KEY" in results["api key"].fix and "/etc/visual-assistant/vllm.env" in results["api key"].fix
+    assert (
+        "VLLM_API_KEY" in results["api key"].fix
+        and "/etc/visual-assistant/vllm.env" in results["api key"].fix
+    )
     assert [results[name].status for name in CHECK_NAMES[2:]] == ["SKIP"] * 5
     assert fake.requests == []  # nothing was generated with a bad key
 
 
 async def test_a_missing_key_says_it_is_not_set(fake):
     results = await check(settings_for(fake.base_url))
-    assert results["api key"].status == "FAIL" and "VLLM_API_KEY is not set" in results["api key"].fix
+    assert (
+        results["api key"].status == "FAIL" and "VLLM_API_KEY is not set" in results["api key"].fix
+    )
 
 
 async def test_a_model_the_server_does_not_serve_fails_naming_both(fake):
-    results = await check(settings_for(fake.base_url, VLLM_API_KEY=KEY, VLLM_MODEL="mistralai/Other-7B"))
+    results = await check(
+        settings_for(fake.base_url, VLLM_API_KEY=KEY, VLLM_MODEL="mistralai/Other-7B")
+    )
     model = results["model"]
     assert model.status == "FAIL"
     assert "mistralai/Other-7B" in model.detail and DEFAULT_MODEL in model.detail
@@ -104,7 +113,10 @@ async def test_a_lower_server_image_limit_fails_both_image_checks(fake):
     assert results["images"].status == "FAIL" and "At most 2 image(s)" in results["images"].detail
     limit = results["image limit"]
     assert limit.status == "FAIL" and "allows 2" in limit.detail
-    assert """--limit-mm-per-prompt '{"image": 4}'""" in limit.fix and "MAX_IMAGES_PER_REQUEST=2" in limit.fix
+    assert (
+        """--limit-mm-per-prompt '{"image": 4}'""" in limit.fix
+        and "MAX_IMAGES_PER_REQUEST=2" in limit.fix
+    )
 
 
 async def test_a_higher_server_image_limit_fails_the_limit_check(fake):
@@ -133,7 +145,9 @@ async def test_every_failover_url_is_checked(fake):
 
 
 async def test_a_base_url_without_v1_is_caught(fake):
-    results = await check(settings_for(fake.base_url.removesuffix("/v1") + "/api", VLLM_API_KEY=KEY))
+    results = await check(
+        settings_for(fake.base_url.removesuffix("/v1") + "/api", VLLM_API_KEY=KEY)
+    )
     assert results["health"].status == "FAIL" and "404" in results["health"].detail
     assert "ending in /v1" in results["health"].fix
 
@@ -152,11 +166,14 @@ async def test_a_server_that_never_answers_times_out_instead_of_hanging(fake):
 
 
 def test_the_report_shows_one_verdict_line_per_check_and_the_fix_under_it():
-    report = doctor.ServerReport("http://gpu:8000/v1", (
-        doctor.CheckResult("OK", "http://gpu:8000/health answered 200", name="health"),
-        doctor.CheckResult("FAIL", "answered 401", "set the key", name="api key"),
-        doctor.CheckResult("SKIP", "needs api key to pass", name="model"),
-    ))
+    report = doctor.ServerReport(
+        "http://gpu:8000/v1",
+        (
+            doctor.CheckResult("OK", "http://gpu:8000/health answered 200", name="health"),
+            doctor.CheckResult("FAIL", "answered 401", "set the key", name="api key"),
+            doctor.CheckResult("SKIP", "needs api key to pass", name="model"),
+        ),
+    )
     assert doctor.render([report]).splitlines() == [
         "vLLM at http://gpu:8000/v1",
         "  OK    health       http://gpu:8000/health answered 200",
@@ -187,11 +204,27 @@ def test_main_reports_a_malformed_setting_by_name(monkeypatch, capsys):
 @pytest.mark.parametrize("key, code", [(KEY, 0), ("wrong-key-0000", 1)])
 def test_the_command_reads_the_env_file_and_never_prints_the_key(fake, tmp_path, key, code):
     env_file = tmp_path / "app.env"
-    env_file.write_text(f"VLLM_BASE_URL={fake.base_url}\nVLLM_API_KEY={key}\nVLLM_MODEL={DEFAULT_MODEL}\n")
-    environ = {name: value for name, value in os.environ.items() if not name.startswith(("VLLM_", "MAX_"))}
+    env_file.write_text(
+        f"VLLM_BASE_URL={fake.base_url}\nVLLM_API_KEY={key}\nVLLM_MODEL={DEFAULT_MODEL}\n"
+    )
+    environ = {
+        name: value for name, value in os.environ.items() if not name.startswith(("VLLM_", "MAX_"))
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "handlers.doctor", "--env-file", str(env_file), "--timeout", "10"],
-        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "handlers.doctor",
+            "--env-file",
+            str(env_file),
+            "--timeout",
+            "10",
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == code, done.stdout + done.stderr
     assert key not in done.stdout + done.stderr
@@ -201,6 +234,7 @@ def test_the_command_reads_the_env_file_and_never_prints_the_key(fake, tmp_path,
 def _images(body: dict) -> int:
     return sum(
         part.get("type") == "image_url"
-        for message in body["messages"] if isinstance(message["content"], list)
+        for message in body["messages"]
+        if isinstance(message["content"], list)
         for part in message["content"]
     )

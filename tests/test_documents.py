@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from handlers.documents import looks_like_pdf, parse_page_request, prepare_pdf
-from handlers.errors import InvalidAttachment
+from handlers.core.errors import InvalidAttachment
+from handlers.media.documents import parse_page_request, prepare_pdf
+from handlers.media.sniff import looks_like_pdf
 from tests.mediacorpus import PALETTE, flat_page, nearest_colour_index, split_page, write_pdf
 
 LIMITS = {"pages": None, "max_images": 4, "tile": False, "max_bytes": 10_000_000}
@@ -48,29 +49,33 @@ def ten_pages(tmp_path) -> Path:
 
 # --- page requests ----------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "pages"), [
-    ("what is on page 3?", [3]),
-    ("summarise pages 2-4", [2, 3, 4]),
-    ("see p. 2, 5", [2, 5]),
-    ("pp. 7 to 9 and page 1", [7, 8, 9, 1]),
-    ("Page 4 and Page 4 again, then pages 2–3", [4, 2, 3]),
-    ("第2页是什么", [2]),
-    ("请总结第2-4页", [2, 3, 4]),
-    ("第2到4页", [2, 3, 4]),
-    ("第5页和第1页", [5, 1]),
-    ("第2、5页", [2, 5]),
-    ("第二页讲了什么", [2]),
-    ("第十二页", [12]),
-    ("第二十页和第一百零五页", [20, 105]),
-    ("第二到四页", [2, 3, 4]),
-    ("第三、五页", [3, 5]),
-    ("第两页", [2]),
-    ("一二三页", None),
-    ("看看page 6", [6]),
-    ("what does this say?", None),
-    ("my webpage 3 and 2 pages", None),
-    ("page 0", None),
-])
+
+@pytest.mark.parametrize(
+    ("text", "pages"),
+    [
+        ("what is on page 3?", [3]),
+        ("summarise pages 2-4", [2, 3, 4]),
+        ("see p. 2, 5", [2, 5]),
+        ("pp. 7 to 9 and page 1", [7, 8, 9, 1]),
+        ("Page 4 and Page 4 again, then pages 2–3", [4, 2, 3]),
+        ("第2页是什么", [2]),
+        ("请总结第2-4页", [2, 3, 4]),
+        ("第2到4页", [2, 3, 4]),
+        ("第5页和第1页", [5, 1]),
+        ("第2、5页", [2, 5]),
+        ("第二页讲了什么", [2]),
+        ("第十二页", [12]),
+        ("第二十页和第一百零五页", [20, 105]),
+        ("第二到四页", [2, 3, 4]),
+        ("第三、五页", [3, 5]),
+        ("第两页", [2]),
+        ("一二三页", None),
+        ("看看page 6", [6]),
+        ("what does this say?", None),
+        ("my webpage 3 and 2 pages", None),
+        ("page 0", None),
+    ],
+)
 def test_page_requests(text, pages):
     assert parse_page_request(text, max_ranges=100) == pages
 
@@ -87,6 +92,7 @@ def test_pdf_header_anywhere_in_the_first_kilobyte():
 
 
 # --- rendering --------------------------------------------------------------
+
 
 async def test_first_pages_within_the_budget(ten_pages):
     bundle = await prepare(ten_pages)
@@ -119,22 +125,33 @@ async def test_pages_past_the_end_are_named(ten_pages):
 async def test_only_pages_past_the_end_is_a_refusal(ten_pages):
     error = await refusal(ten_pages, pages=[12, 15])
     assert (error.key, error.params["pages"], error.params["total"]) == (
-        "pdf.pages_out_of_range", "12, 15", 10)
+        "pdf.pages_out_of_range",
+        "12, 15",
+        10,
+    )
 
 
 async def test_landscape_and_odd_sizes_keep_the_long_side_at_1024(tmp_path):
-    path = write_pdf(tmp_path / "slides.pdf", [flat_page(PALETTE[0], (842, 595)),
-                                               flat_page(PALETTE[1], (100, 100))])
+    path = write_pdf(
+        tmp_path / "slides.pdf",
+        [flat_page(PALETTE[0], (842, 595)), flat_page(PALETTE[1], (100, 100))],
+    )
     sizes = [(i.image.width, i.image.height) for i in (await prepare(path)).images]
     assert sizes == [(1024, 724), (1024, 1024)]
 
 
 async def test_small_print_is_tiled_top_and_bottom(tmp_path):
-    path = write_pdf(tmp_path / "contract.pdf", [split_page(PALETTE[0], PALETTE[2]),
-                                                 split_page(PALETTE[1], PALETTE[3])])
+    path = write_pdf(
+        tmp_path / "contract.pdf",
+        [split_page(PALETTE[0], PALETTE[2]), split_page(PALETTE[1], PALETTE[3])],
+    )
     bundle = await prepare(path, tile=True)
     assert [item.label for item in bundle.images] == [
-        "page 1, part 1/2", "page 1, part 2/2", "page 2, part 1/2", "page 2, part 2/2"]
+        "page 1, part 1/2",
+        "page 1, part 2/2",
+        "page 2, part 1/2",
+        "page 2, part 2/2",
+    ]
     first, second = (picture(item) for item in bundle.images[:2])
     assert first.width == 1024 and max(first.size) <= 1024  # 1.4× the untiled page's width
     assert colour_of(first, (0.1, 0.1, 0.9, 0.5)) == 0
@@ -146,7 +163,10 @@ async def test_tiles_share_the_budget(tmp_path):
     path = write_pdf(tmp_path / "contract.pdf", [flat_page(c) for c in PALETTE[:3]])
     bundle = await prepare(path, tile=True, max_images=3)
     assert [item.label for item in bundle.images] == [
-        "page 1, part 1/2", "page 1, part 2/2", "page 2, part 1/2"]
+        "page 1, part 1/2",
+        "page 1, part 2/2",
+        "page 2, part 1/2",
+    ]
     assert bundle.note_params["pages"] == "1-2"
 
 
@@ -193,6 +213,7 @@ async def test_concurrent_documents_are_serialised_safely(ten_pages):
 
 # --- refusals ---------------------------------------------------------------
 
+
 async def test_password_protected(tmp_path):
     path = write_pdf(tmp_path / "secret.pdf", [flat_page(PALETTE[0])], user_password="hunter2")
     assert (await refusal(path)).key == "pdf.encrypted"
@@ -211,10 +232,13 @@ async def test_no_pages_after_an_encrypted_one_is_still_empty(tmp_path):
     assert (await refusal(blank)).key == "pdf.empty"
 
 
-@pytest.mark.parametrize("content", [
-    b"%PDF-1.7\n" + bytes(range(256)) * 20,
-    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"%PDF-1.7\n" + bytes(range(256)) * 20,
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+    ],
+)
 async def test_corrupt(tmp_path, content):
     path = tmp_path / "broken.pdf"
     path.write_bytes(content)

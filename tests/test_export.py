@@ -13,8 +13,8 @@ from chainlit.step import Step
 from chainlit.types import Feedback
 from chainlit.utils import utc_now
 
-from handlers import export
-from handlers.database import make_engine
+from handlers.ops import export
+from handlers.storage.database import make_engine
 from tests.db_fixtures import chainlit_context, converse, person, png_bytes, settled
 
 

@@ -81,7 +81,9 @@ async def wait_for(condition, timeout: float = 2.0) -> None:
 
 async def test_raw_stream_is_chunked_sse_in_vllms_order(fake):
     request = {
-        "model": fake.model, "messages": [USER], "stream": True,
+        "model": fake.model,
+        "messages": [USER],
+        "stream": True,
         "stream_options": {"include_usage": True},
     }
     async with httpx.AsyncClient() as raw:
@@ -100,7 +102,10 @@ async def test_raw_stream_is_chunked_sse_in_vllms_order(fake):
     assert "".join(contents) == REPLY and len(contents) == 9
     assert {event["choices"][0]["finish_reason"] for event in events[:-2]} == {None}
     assert events[-2]["choices"][0] == {
-        "index": 0, "delta": {"content": ""}, "logprobs": None, "finish_reason": "stop",
+        "index": 0,
+        "delta": {"content": ""},
+        "logprobs": None,
+        "finish_reason": "stop",
     }
     assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 9
     await wait_for(lambda: fake.streams_completed == 1 and fake.open_streams == 0)
@@ -174,7 +179,8 @@ async def test_api_key_guards_v1_routes_with_vllms_flat_body():
                 chat = await raw.post(fake.base_url + "/chat/completions", headers=headers, json={})
                 for response in (models, chat):
                     assert (response.status_code, response.content) == (
-                        401, b'{"error":"Unauthorized"}'
+                        401,
+                        b'{"error":"Unauthorized"}',
                     )
         async with client_for(fake, api_key="wrong") as wrong:
             with pytest.raises(openai.AuthenticationError):
@@ -218,7 +224,10 @@ async def test_fail_next_answers_the_next_requests_with_that_status(fake, client
         with pytest.raises(openai.InternalServerError) as caught:
             await ask(client, fake, stream=True)
         assert caught.value.body == {
-            "message": "engine dead", "type": "InternalServerError", "param": None, "code": 500,
+            "message": "engine dead",
+            "type": "InternalServerError",
+            "param": None,
+            "code": 500,
         }
     fake.fail_next(401)
     with pytest.raises(openai.AuthenticationError) as unauthorized:

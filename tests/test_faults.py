@@ -24,8 +24,8 @@ from chainlit.config import config as chainlit_config
 from PIL import Image
 
 import chainlit_app
-from handlers.i18n import translate
-from handlers.llm import CONNECT_TIMEOUT
+from handlers.chat.llm import CONNECT_TIMEOUT
+from handlers.core.i18n import translate
 from tests.chainlit_harness import ChatHarness
 from tests.fake_vllm import FakeVLLM, count_images
 
@@ -34,7 +34,9 @@ LONG_REPLY = " ".join(f"w{n}" for n in range(1, 301))  # 300 tokens: 15 s at 0.0
 
 
 @pytest.fixture
-async def chat(start_app: Callable[..., Awaitable[None]], fake_vllm: FakeVLLM, tmp_path: Path) -> ChatHarness:
+async def chat(
+    start_app: Callable[..., Awaitable[None]], fake_vllm: FakeVLLM, tmp_path: Path
+) -> ChatHarness:
     """A chat that has already had one normal exchange about a photo."""
     await start_app(VLLM_CONNECT_RETRIES="2")
     harness = ChatHarness()
@@ -55,7 +57,9 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
         await asyncio.sleep(0.02)
 
 
-async def answers_normally(chat: ChatHarness, fake: FakeVLLM, question: str = "Are you there?") -> dict:
+async def answers_normally(
+    chat: ChatHarness, fake: FakeVLLM, question: str = "Are you there?"
+) -> dict:
     """Ask a question that must get a normal answer; returns the request the model server got."""
     fake.reply, fake.token_delay, fake.ttft = "Yes, carrying on.", 0.0, 0.0
     await chat.send(question)
@@ -132,7 +136,9 @@ async def test_a_burst_of_503_is_retried_without_the_person_noticing(chat, fake_
     request = await answers_normally(chat, fake_vllm)
     assert len(chat.texts()) == 2  # no error shown, just the answer
     first, *retries = fake_vllm.requests[1:]
-    assert len(retries) == 2 and all(retry == first for retry in retries)  # the same request, resent
+    assert len(retries) == 2 and all(
+        retry == first for retry in retries
+    )  # the same request, resent
     assert_first_exchange_kept(chat, request)
 
 
@@ -158,7 +164,9 @@ async def test_an_error_event_mid_answer_keeps_the_partial_answer(chat, fake_vll
     partial, _, note = chat.last_text().partition("\n\n---\n")
     assert partial == "The square is red "
     assert "CUDA out of memory" in note
-    await eventually(lambda: fake_vllm.streams_completed == 2, "the fake counts the stream as written to the end")
+    await eventually(
+        lambda: fake_vllm.streams_completed == 2, "the fake counts the stream as written to the end"
+    )
     assert fake_vllm.streams_aborted == 0
 
     request = await answers_normally(chat, fake_vllm)
@@ -173,7 +181,10 @@ async def test_stop_cancels_the_answer_to_an_edited_message(chat, fake_vllm):
     fake_vllm.reply, fake_vllm.token_delay = LONG_REPLY, 0.05
     edited = {"message": {**first.to_dict(), "output": "Tell me everything."}, "fileReferences": []}
     answering = asyncio.create_task(chainlit.socket.edit_message(chat.session.socket_id, edited))
-    await eventually(lambda: fake_vllm.open_streams == 1 and "w3" in chat.last_text(), "the new answer is streaming")
+    await eventually(
+        lambda: fake_vllm.open_streams == 1 and "w3" in chat.last_text(),
+        "the new answer is streaming",
+    )
 
     await chainlit.socket.stop(chat.session.socket_id)
     await eventually(
@@ -183,7 +194,9 @@ async def test_stop_cancels_the_answer_to_an_edited_message(chat, fake_vllm):
     )
     await answering
     texts = chat.texts()
-    assert any(t.startswith("w1 w2 w3") and len(t) < len(LONG_REPLY) for t in texts)  # kept, partial
+    assert any(
+        t.startswith("w1 w2 w3") and len(t) < len(LONG_REPLY) for t in texts
+    )  # kept, partial
     assert any(translate("notice.stopped", "en-US") in t for t in texts)
 
 
@@ -191,7 +204,9 @@ async def test_a_browser_that_disconnects_mid_answer_cancels_the_model_request(
     chat, fake_vllm, monkeypatch
 ):
     """Through Chainlit's own socket `disconnect` handler, as when a tab is closed."""
-    monkeypatch.setattr(chainlit_config.project, "session_timeout", 0)  # Chainlit clears the session at once
+    monkeypatch.setattr(
+        chainlit_config.project, "session_timeout", 0
+    )  # Chainlit clears the session at once
     fake_vllm.reply, fake_vllm.token_delay = LONG_REPLY, 0.05
     message = chat.message("Tell me everything.")
     answering = asyncio.create_task(chainlit_app.on_message(message))
@@ -212,11 +227,13 @@ async def test_a_browser_that_disconnects_mid_answer_cancels_the_model_request(
     await answers_normally(other, fake_vllm)
 
 
-async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(chat, fake_vllm, tmp_path, monkeypatch):
+async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(
+    chat, fake_vllm, tmp_path, monkeypatch
+):
     """Through Chainlit's own socket `stop` handler, while the worker threads sample."""
     import time
 
-    from handlers import frame_sampler
+    from handlers.media import frame_sampler
     from tests.mediacorpus import write_video
 
     decoded, real = [], frame_sampler._shot

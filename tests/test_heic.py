@@ -1,4 +1,4 @@
-"""handlers.heic: iPhone-shaped HEICs (a grid of tiles) decoded by FFmpeg straight
+"""handlers.media.heic: iPhone-shaped HEICs (a grid of tiles) decoded by FFmpeg straight
 to 1024 px give the picture pillow-heif gives — upright, same colours — and anything
 else is left to pillow-heif, which refuses damaged files as before."""
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from handlers import heic, images
-from handlers.errors import InvalidAttachment
+from handlers.core.errors import InvalidAttachment
+from handlers.media import heic, images
 from tests import imagecorpus as corpus
 
 LIMIT = 20 * 1024 * 1024
@@ -37,9 +37,14 @@ def as_pillow_heif_decodes(data: bytes, size: tuple[int, int]) -> Image.Image:
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_a_grid_is_decoded_at_1024_px_upright_as_pillow_heif_decodes_it(orientation):
     data = grid(orientation)
-    assert heic.read_grid(data).rotation == {1: 0, 3: 2, 6: 3, 8: 1}[orientation]  # EXIF became irot
+    assert (
+        heic.read_grid(data).rotation == {1: 0, 3: 2, 6: 3, 8: 1}[orientation]
+    )  # EXIF became irot
     fast = heic.decode_reduced(data, images._fit)
-    assert fast is not None and fast.size == (1024, 683)  # as stored; the turn is its EXIF orientation
+    assert fast is not None and fast.size == (
+        1024,
+        683,
+    )  # as stored; the turn is its EXIF orientation
     upright = ImageOps.exif_transpose(fast)
     assert psnr(upright, as_pillow_heif_decodes(data, upright.size)) > 30  # wrong turns: under 10
 
@@ -55,17 +60,25 @@ def test_the_prepared_photo_is_upright_and_in_srgb(orientation):
     prepared = images.prepare_image("IMG_0001.HEIC", grid(orientation), max_bytes=LIMIT)
     assert prepared.source_format == "HEIF"
     upright = Image.open(io.BytesIO(prepared.data)).convert("RGB")
-    reference = images.prepare_pil("ref", Image.open(io.BytesIO(grid(orientation))), source_format="HEIF")
+    reference = images.prepare_pil(
+        "ref", Image.open(io.BytesIO(grid(orientation))), source_format="HEIF"
+    )
     assert (prepared.width, prepared.height) == (reference.width, reference.height)
     assert psnr(upright, Image.open(io.BytesIO(reference.data)).convert("RGB")) > 30
     # The corpus's red (230, 20, 20) in Display P3 is a more saturated red in sRGB.
-    top_left = upright.getpixel((10, 10)) if orientation == 1 else upright.getpixel((upright.width - 10, 10))
+    top_left = (
+        upright.getpixel((10, 10))
+        if orientation == 1
+        else upright.getpixel((upright.width - 10, 10))
+    )
     assert top_left[0] >= 245 and top_left[1] <= 8, top_left
 
 
 def test_the_fast_path_is_taken_for_a_grid(monkeypatch):
     taken = []
-    monkeypatch.setattr(heic, "_decode", lambda *args: taken.append(args) or Image.new("RGB", (1024, 683)))
+    monkeypatch.setattr(
+        heic, "_decode", lambda *args: taken.append(args) or Image.new("RGB", (1024, 683))
+    )
     images.prepare_image("IMG_0001.HEIC", grid(), max_bytes=LIMIT)
     assert len(taken) == 1
 
@@ -75,7 +88,9 @@ def test_the_fast_path_is_taken_for_a_grid(monkeypatch):
 def test_other_shapes_are_left_to_pillow_heif(shape):
     data = {
         "no grid": lambda: corpus.encode(corpus.photo(800, 600), "HEIF"),
-        "alpha": lambda: corpus.encode(Image.new("RGBA", (1100, 600), (255, 0, 0, 128)), "HEIF", tile_size=256),
+        "alpha": lambda: corpus.encode(
+            Image.new("RGBA", (1100, 600), (255, 0, 0, 128)), "HEIF", tile_size=256
+        ),
         "avif-like garbage": lambda: grid()[:32] + corpus.random_bytes(4096),
     }[shape]()
     assert heic.decode_reduced(data, images._fit) is None
@@ -84,7 +99,11 @@ def test_other_shapes_are_left_to_pillow_heif(shape):
 def test_a_transparent_grid_still_goes_on_white():
     data = corpus.encode(Image.new("RGBA", (1100, 600), (255, 0, 0, 0)), "HEIF", tile_size=256)
     prepared = images.prepare_image("clear.heic", data, max_bytes=LIMIT)
-    assert Image.open(io.BytesIO(prepared.data)).convert("RGB").getpixel((50, 50)) >= (245, 245, 245)
+    assert Image.open(io.BytesIO(prepared.data)).convert("RGB").getpixel((50, 50)) >= (
+        245,
+        245,
+        245,
+    )
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])

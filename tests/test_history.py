@@ -1,10 +1,10 @@
-"""Rebuilding a chat's conversation from its persisted thread (handlers/history.py)."""
+"""Rebuilding a chat's conversation from its persisted thread (handlers/chat/history.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from handlers.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore, rebuild
+from handlers.chat.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore, rebuild
 
 
 def step(step_id: str, step_type: str, text: str, at: str, **metadata) -> dict:
@@ -25,13 +25,23 @@ async def test_a_download_request_is_left_out_even_when_its_mark_was_not_written
         step("q1", "user_message", "What is on it?", "2026-12-02T01:00:00Z"),
         step("a1", "assistant_message", "A cat.", "2026-12-02T01:00:01Z", kind=ANSWER_KIND),
         step("d1", "user_message", "", "2026-12-02T01:00:02Z"),  # the mark lost
-        step("r1", "assistant_message", "Your chat as a zip", "2026-12-02T01:00:03Z",
-             kind=DOWNLOAD_KIND, reply_to="d1"),
-        step("d2", "user_message", "", "2026-12-02T01:00:04Z", kind=DOWNLOAD_KIND),  # its reply lost
+        step(
+            "r1",
+            "assistant_message",
+            "Your chat as a zip",
+            "2026-12-02T01:00:03Z",
+            kind=DOWNLOAD_KIND,
+            reply_to="d1",
+        ),
+        step(
+            "d2", "user_message", "", "2026-12-02T01:00:04Z", kind=DOWNLOAD_KIND
+        ),  # its reply lost
         step("q2", "user_message", "And the colour?", "2026-12-02T01:00:05Z"),
     ]
     assert await rebuilt(tmp_path, steps) == [
-        ("user", "What is on it?"), ("assistant", "A cat."), ("user", "And the colour?"),
+        ("user", "What is on it?"),
+        ("assistant", "A cat."),
+        ("user", "And the colour?"),
     ]
 
 

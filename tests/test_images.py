@@ -1,4 +1,4 @@
-"""handlers.images: what we accept, what we refuse, and what Pixtral is sent."""
+"""handlers.media.images: what we accept, what we refuse, and what Pixtral is sent."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from handlers import images
-from handlers.errors import InvalidAttachment
-from handlers.images import MAX_SIDE, image_tokens, prepare_file, prepare_image, prepare_pil
+from handlers.core.errors import InvalidAttachment
+from handlers.media import images
+from handlers.media.images import MAX_SIDE, image_tokens, prepare_file, prepare_image, prepare_pil
 from tests import imagecorpus as corpus
 
 LIMIT = 20 * 1024 * 1024
@@ -44,7 +44,9 @@ def refusal(name: str, data: bytes, max_bytes: int = LIMIT) -> InvalidAttachment
 # --- token cost ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("size", "tokens"), [((1024, 768), 3120), ((1024, 1024), 4160), ((1, 1), 2)])
+@pytest.mark.parametrize(
+    ("size", "tokens"), [((1024, 768), 3120), ((1024, 1024), 4160), ((1, 1), 2)]
+)
 def test_image_tokens_examples(size, tokens):
     assert image_tokens(*size) == tokens
 
@@ -63,7 +65,27 @@ def test_max_side_and_patch_are_pixtrals(pixtral_encoder):
 
 
 def test_image_tokens_agree_with_mistral_common(pixtral_encoder):
-    sides = [1, 2, 15, 16, 17, 100, 511, 512, 513, 767, 768, 1000, 1023, 1024, 1025, 1500, 2048, 4032, 9248]
+    sides = [
+        1,
+        2,
+        15,
+        16,
+        17,
+        100,
+        511,
+        512,
+        513,
+        767,
+        768,
+        1000,
+        1023,
+        1024,
+        1025,
+        1500,
+        2048,
+        4032,
+        9248,
+    ]
     rng = np.random.default_rng(3)
     sizes = [(w, h) for w in sides for h in sides]
     sizes += [tuple(int(v) for v in rng.integers(1, 20000, 2)) for _ in range(500)]
@@ -95,12 +117,20 @@ def test_jpeg_decodes_at_reduced_scale(monkeypatch):
 
 @pytest.mark.parametrize(
     ("fmt", "orientation", "size"),
-    [("JPEG", 6, (3000, 2000)), ("JPEG", 8, (3000, 2000)), ("JPEG", 3, (3000, 2000)),
-     ("TIFF", 6, (1500, 1000)), ("PNG", 8, (1500, 1000))],
+    [
+        ("JPEG", 6, (3000, 2000)),
+        ("JPEG", 8, (3000, 2000)),
+        ("JPEG", 3, (3000, 2000)),
+        ("TIFF", 6, (1500, 1000)),
+        ("PNG", 8, (1500, 1000)),
+    ],
 )
 def test_exif_orientation_is_applied(fmt, orientation, size):
     prepared = prepare("turned", corpus.rotated(orientation, *size, fmt=fmt))
-    assert (prepared.width, prepared.height) == (1024, 683)  # shown landscape, whatever it was stored as
+    assert (prepared.width, prepared.height) == (
+        1024,
+        683,
+    )  # shown landscape, whatever it was stored as
     image = decoded(prepared)
     w, h = image.size
     assert near(image.getpixel((w // 4, h // 4)), corpus.RED)
@@ -133,7 +163,9 @@ def test_cmyk_jpeg_becomes_rgb():
 
 
 def test_16_bit_png_is_scaled_not_clipped():
-    assert near(decoded(prepare("scan16.png", corpus.png_16bit())).getpixel((5, 5)), (128, 128, 128), 2)
+    assert near(
+        decoded(prepare("scan16.png", corpus.png_16bit())).getpixel((5, 5)), (128, 128, 128), 2
+    )
 
 
 def test_one_bit_image():
@@ -297,6 +329,7 @@ async def test_prepare_file_works_in_a_thread(tmp_path, monkeypatch):
     path.write_bytes(corpus.rotated(6, 600, 400))
     threads = []
     real = images.prepare_image
+
     def recording(*args, **kwargs):
         threads.append(threading.get_ident())
         return real(*args, **kwargs)
@@ -321,7 +354,12 @@ async def test_prepare_file_refuses_by_size_without_reading(tmp_path):
 def test_a_display_p3_photo_is_sent_in_srgb_without_its_profile(fmt):
     # sRGB's pure red is (234, 51, 35) in Display P3; the prepared image must say (255, 0, 0).
     p3_red = Image.new("RGB", (1200, 900), (234, 51, 35))
-    data = corpus.encode(p3_red, fmt, icc_profile=corpus.display_p3_icc(), **({"quality": 95} if fmt == "JPEG" else {}))
+    data = corpus.encode(
+        p3_red,
+        fmt,
+        icc_profile=corpus.display_p3_icc(),
+        **({"quality": 95} if fmt == "JPEG" else {}),
+    )
     prepared = prepare(f"red.{fmt.lower()}", data)
     sent = Image.open(io.BytesIO(prepared.data))
     assert "icc_profile" not in sent.info  # no profile: the pixels are plain sRGB
@@ -329,10 +367,14 @@ def test_a_display_p3_photo_is_sent_in_srgb_without_its_profile(fmt):
 
 
 def test_a_photo_without_a_profile_keeps_its_colours():
-    prepared = prepare("plain.png", corpus.encode(Image.new("RGB", (1200, 900), (234, 51, 35)), "PNG"))
+    prepared = prepare(
+        "plain.png", corpus.encode(Image.new("RGB", (1200, 900), (234, 51, 35)), "PNG")
+    )
     assert near(decoded(prepared).getpixel((50, 50)), (234, 51, 35), 2)
 
 
 def test_a_damaged_profile_is_ignored():
-    data = corpus.encode(Image.new("RGB", (64, 48), (234, 51, 35)), "PNG", icc_profile=b"not a profile" * 10)
+    data = corpus.encode(
+        Image.new("RGB", (64, 48), (234, 51, 35)), "PNG", icc_profile=b"not a profile" * 10
+    )
     assert near(decoded(prepare("odd.png", data)).getpixel((5, 5)), (234, 51, 35), 2)

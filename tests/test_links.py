@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from handlers.errors import InvalidAttachment
-from handlers.images import prepare_image
-from handlers.links import ALLOWED_PORTS, fetch_link, find_image_links, is_public, link_name
+from handlers.core.errors import InvalidAttachment
+from handlers.media.images import prepare_image
+from handlers.media.links import ALLOWED_PORTS, fetch_link, find_image_links, is_public, link_name
 from tests.mediacorpus import image_bytes
 
 LOOPBACK = frozenset({"127.0.0.1"})
@@ -176,6 +176,7 @@ async def refusal(url: str, **options) -> InvalidAttachment:
 
 # --- finding links ----------------------------------------------------------
 
+
 def test_finds_links_in_order_without_punctuation_or_repeats():
     text = (
         "Look at https://a.example/cat.png. Then (https://b.example/p_(1).jpg) and "
@@ -183,8 +184,10 @@ def test_finds_links_in_order_without_punctuation_or_repeats():
         "again https://a.example/cat.png ftp://e.example/x.png"
     )
     assert find_image_links(text) == [
-        "https://a.example/cat.png", "https://b.example/p_(1).jpg",
-        "https://c.example/dog.webp", "https://d.example/图.png",
+        "https://a.example/cat.png",
+        "https://b.example/p_(1).jpg",
+        "https://c.example/dog.webp",
+        "https://d.example/图.png",
     ]
 
 
@@ -199,10 +202,12 @@ def test_link_name_is_host_and_last_segment_without_credentials():
 
 # --- fetching ---------------------------------------------------------------
 
+
 async def test_fetches_through_the_checked_address_with_the_original_host(server):
     resolve = stub({"images.example": ["127.0.0.1"]})
-    name, body = await fetch(f"http://images.example:{server.port}/img/cat.png",
-                             resolver=resolve, allow=LOOPBACK)
+    name, body = await fetch(
+        f"http://images.example:{server.port}/img/cat.png", resolver=resolve, allow=LOOPBACK
+    )
     assert (name, body) == ("images.example/cat.png", PNG)
     assert server.seen[0][1]["Host"] == f"images.example:{server.port}"
     assert prepare_image(name, body, max_bytes=1_000_000).width == 40
@@ -216,15 +221,17 @@ async def test_dns_rebinding_cannot_swap_the_address(server):
         calls.append(host)
         return next(answers)
 
-    _, body = await fetch(f"http://images.example:{server.port}/img", resolver=rebinding,
-                          allow=LOOPBACK)
+    _, body = await fetch(
+        f"http://images.example:{server.port}/img", resolver=rebinding, allow=LOOPBACK
+    )
     assert body == PNG and calls == ["images.example"]  # resolved once, then pinned
 
 
 async def test_follows_up_to_three_redirects_checking_each(server):
     resolve = stub({"a.example": ["127.0.0.1"]})
-    _, body = await fetch(f"http://a.example:{server.port}/chain/2", resolver=resolve,
-                          allow=LOOPBACK)
+    _, body = await fetch(
+        f"http://a.example:{server.port}/chain/2", resolver=resolve, allow=LOOPBACK
+    )
     assert body == PNG and [path for path, _ in server.seen][-1] == "/img"
 
 
@@ -239,32 +246,60 @@ async def test_a_fourth_redirect_is_too_many(server):
     assert error.key == "link.too_many_redirects"
 
 
-@pytest.mark.parametrize("location", [
-    "http://127.0.0.2/", "http://[::1]/", "http://169.254.169.254/latest/meta-data",
-    "http://10.0.0.1/", "http://2130706434/", "http://localhost/",
-])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.2/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "http://2130706434/",
+        "http://localhost/",
+    ],
+)
 async def test_redirect_inside_is_refused(server, location):
-    error = await refusal(f"http://127.0.0.1:{server.port}/redirect/{location.replace('/', '~')}",
-                          allow=LOOPBACK, resolver=stub({"localhost": ["127.0.0.1", "::1"]}))
+    error = await refusal(
+        f"http://127.0.0.1:{server.port}/redirect/{location.replace('/', '~')}",
+        allow=LOOPBACK,
+        resolver=stub({"localhost": ["127.0.0.1", "::1"]}),
+    )
     assert error.key == "link.blocked_address"
 
 
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "gopher://127.0.0.1:70/"])
 async def test_redirect_to_another_scheme_is_refused(server, location):
-    error = await refusal(f"http://127.0.0.1:{server.port}/redirect/{location.replace('/', '~')}",
-                          allow=LOOPBACK)
+    error = await refusal(
+        f"http://127.0.0.1:{server.port}/redirect/{location.replace('/', '~')}", allow=LOOPBACK
+    )
     assert error.key == "link.bad_scheme"
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/", "http://0.0.0.0/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
-    "http://[::ffff:7f00:1]/", "http://[::127.0.0.1]/", "http://[2002:7f00:1::]/",
-    "http://[64:ff9b::a00:1]/", "http://[fd00::1]/", "http://[fe80::1]/",
-    "http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/", "http://224.0.0.1/",
-    "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/",
-    "https://10.1.2.3/x.png", "http://192.168.1.1:8080/", "http://168.63.129.16/",
-    "http://192.0.0.192/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://0.0.0.0/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:7f00:1]/",
+        "http://[::127.0.0.1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://2130706433/",
+        "http://0177.0.0.1/",
+        "http://0x7f.1/",
+        "http://127.1/",
+        "https://10.1.2.3/x.png",
+        "http://192.168.1.1:8080/",
+        "http://168.63.129.16/",
+        "http://192.0.0.192/",
+    ],
+)
 async def test_inside_addresses_are_refused_before_connecting(url):
     error = await refusal(url)
     assert error.key == "link.blocked_address"
@@ -286,8 +321,9 @@ async def test_default_resolver_is_used_and_refuses_localhost():
     assert error.key == "link.blocked_address"
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd",
-                                 "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/a.png", "file:///etc/passwd", "javascript:alert(1)"]
+)
 async def test_other_schemes_are_refused(url):
     assert (await refusal(url)).key == "link.bad_scheme"
 
@@ -321,8 +357,9 @@ async def test_declared_oversize_is_refused_from_the_header(server):
 
 async def test_oversize_without_content_length_is_cut_off(server):
     started = time.monotonic()
-    error = await refusal(f"http://127.0.0.1:{server.port}/endless", allow=LOOPBACK,
-                          max_bytes=200_000)
+    error = await refusal(
+        f"http://127.0.0.1:{server.port}/endless", allow=LOOPBACK, max_bytes=200_000
+    )
     assert error.key == "link.too_large"
     assert time.monotonic() - started < 2 and not server.endless_finished
 
@@ -365,22 +402,30 @@ async def test_a_web_page_is_fetched_but_refused_as_an_image(server):
 
 # --- TLS: the pinned connection still speaks to, and checks, the host name --
 
+
 def self_signed(tmp_path: Path, host: str) -> ssl.SSLContext:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .sign(key, hashes.SHA256())
     )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     return context
@@ -393,8 +438,11 @@ async def test_https_sends_the_host_name_as_sni_and_verifies_the_certificate(tmp
     httpd = Server(tls=context)
     threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
     try:
-        error = await refusal(f"https://images.example:{httpd.port}/img",
-                              resolver=stub({"images.example": ["127.0.0.1"]}), allow=LOOPBACK)
+        error = await refusal(
+            f"https://images.example:{httpd.port}/img",
+            resolver=stub({"images.example": ["127.0.0.1"]}),
+            allow=LOOPBACK,
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -406,7 +454,14 @@ def test_is_public_looks_inside_ipv6_forms():
     import ipaddress
 
     public = ["8.8.8.8", "::ffff:8.8.8.8", "64:ff9b::808:808", "2606:4700::1111"]
-    inside = ["::ffff:10.0.0.1", "64:ff9b::7f00:1", "2002:c0a8:101::", "fec0::1", "ff02::1",
-              "2001:db8::1", "::"]
+    inside = [
+        "::ffff:10.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:c0a8:101::",
+        "fec0::1",
+        "ff02::1",
+        "2001:db8::1",
+        "::",
+    ]
     assert all(is_public(ipaddress.ip_address(a)) for a in public)
     assert not any(is_public(ipaddress.ip_address(a)) for a in inside)

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from handlers.errors import ModelAuthFailed, ModelRejected, ModelUnavailable
-from handlers.llm import ModelClient, StreamResult
-from handlers.settings import DEFAULT_MODEL
+from handlers.chat.llm import ModelClient, StreamResult
+from handlers.core.errors import ModelAuthFailed, ModelRejected, ModelUnavailable
+from handlers.core.settings import DEFAULT_MODEL
 
 MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
 
@@ -54,7 +54,9 @@ async def test_the_api_key_is_sent_as_a_bearer_token(settings_for, fake_vllm):
 
 
 async def test_the_server_image_limit_is_explained(client, fake_vllm):
-    fake_vllm.fail_next(400, message="At most 4 image(s) may be provided in one prompt. (parameter=image)")
+    fake_vllm.fail_next(
+        400, message="At most 4 image(s) may be provided in one prompt. (parameter=image)"
+    )
     with pytest.raises(ModelRejected) as failure:
         await collect(client)
     assert failure.value.key == "error.server_image_limit"

@@ -1,4 +1,4 @@
-"""Progress of long work (handlers/progress.py), and the stop button stopping it."""
+"""Progress of long work (handlers/core/progress.py), and the stop button stopping it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from handlers import frame_sampler, progress
-from handlers.progress import Board, Progress, WorkCancelled
-from handlers.video import prepare_video
+from handlers.core import progress
+from handlers.core.progress import Board, Progress, WorkCancelled
+from handlers.media import frame_sampler
+from handlers.media.video import prepare_video
 from tests.app_helpers import sent_images
 from tests.mediacorpus import flat_page, write_pdf, write_video
 
@@ -99,8 +100,9 @@ async def test_a_long_video_reports_its_moments(tmp_path):
     clip = write_video(tmp_path / "long.mp4", seconds=600, fps=1)
     board = Board()
     meter = board.meter("k", "progress.video", name="long.mp4")
-    work = prepare_video("long.mp4", clip, max_images=4, max_bytes=10**8, max_duration_s=3600,
-                         meter=meter)
+    work = prepare_video(
+        "long.mp4", clip, max_images=4, max_bytes=10**8, max_duration_s=3600, meter=meter
+    )
     items, bundle = await collect(board, work)
     assert items[0].params == {"name": "long.mp4", "done": 0, "total": 36}
     assert items[-1].params["done"] == 36 and len(bundle.images) == 4
@@ -110,11 +112,18 @@ async def test_a_long_video_reports_its_moments(tmp_path):
 
 async def test_a_long_pdf_reports_its_pages(tmp_path):
     pdf = write_pdf(tmp_path / "report.pdf", [flat_page((200, 0, 0))] * 6)
-    from handlers.documents import prepare_pdf
+    from handlers.media.documents import prepare_pdf
 
     board = Board()
-    work = prepare_pdf("report.pdf", pdf, pages=None, max_images=4, tile=False, max_bytes=10**8,
-                       meter=board.meter("k", "progress.pdf", name="report.pdf"))
+    work = prepare_pdf(
+        "report.pdf",
+        pdf,
+        pages=None,
+        max_images=4,
+        tile=False,
+        max_bytes=10**8,
+        meter=board.meter("k", "progress.pdf", name="report.pdf"),
+    )
     items, bundle = await collect(board, work)
     assert (items[0].params["done"], items[0].params["total"]) == (0, 4)
     assert items[-1].params["done"] == 4 and len(bundle.images) == 4
@@ -123,8 +132,11 @@ async def test_a_long_pdf_reports_its_pages(tmp_path):
 async def test_a_video_shows_progress_then_its_frames_in_the_same_message(chat, app, tmp_path):
     clip = write_video(tmp_path / "long.mp4", seconds=600, fps=1)
     await chat.send("What happens?", [clip])
-    mine = [data for event, data in chat.events
-            if event in ("new_message", "update_message") and "long.mp4" in data["output"]]
+    mine = [
+        data
+        for event, data in chat.events
+        if event in ("new_message", "update_message") and "long.mp4" in data["output"]
+    ]
     assert len({data["id"] for data in mine}) == 1  # one message, updated in place
     assert mine[0]["output"].startswith("◷ Sampling long.mp4: 0 of 36 moments")
     assert mine[-1]["output"].startswith("ℹ️ ") and "36" in mine[-1]["output"]
@@ -132,7 +144,9 @@ async def test_a_video_shows_progress_then_its_frames_in_the_same_message(chat, 
     assert chat.last_text() == app.reply
 
 
-async def test_stop_while_sampling_stops_decoding_and_the_chat_goes_on(chat, app, tmp_path, counted_frames):
+async def test_stop_while_sampling_stops_decoding_and_the_chat_goes_on(
+    chat, app, tmp_path, counted_frames
+):
     clip = write_video(tmp_path / "long.mp4", seconds=600, fps=1)
     task = asyncio.create_task(chat.send("What happens?", [clip]))
     while len(counted_frames) < 3:
@@ -151,7 +165,7 @@ async def test_stop_while_sampling_stops_decoding_and_the_chat_goes_on(chat, app
 
 
 async def test_a_link_says_it_is_fetching_then_what_arrived(chat, app, monkeypatch):
-    from handlers import attachments
+    from handlers.chat import attachments
     from tests.mediacorpus import image_bytes
 
     async def fetch(url, **_):
@@ -159,13 +173,16 @@ async def test_a_link_says_it_is_fetching_then_what_arrived(chat, app, monkeypat
 
     monkeypatch.setattr(attachments, "fetch_link", fetch)
     await chat.send("What is in https://example.com/cat.png ?")
-    mine = [data["output"] for event, data in chat.events
-            if event in ("new_message", "update_message") and "cat.png" in data["output"]]
+    mine = [
+        data["output"]
+        for event, data in chat.events
+        if event in ("new_message", "update_message") and "cat.png" in data["output"]
+    ]
     assert mine == ["◷ Fetching example.com/cat.png…", "✓ Fetched example.com/cat.png (300×200)."]
 
 
 async def test_stopping_a_long_pdf_stops_rendering_between_pages(tmp_path, monkeypatch):
-    from handlers import documents
+    from handlers.media import documents
 
     rendered, real = [], documents._render_page
 
@@ -177,8 +194,15 @@ async def test_stopping_a_long_pdf_stops_rendering_between_pages(tmp_path, monke
     monkeypatch.setattr(documents, "_render_page", slow_page)
     pdf = write_pdf(tmp_path / "manual.pdf", [flat_page((0, 0, 200))] * 40)
     board = Board()
-    work = documents.prepare_pdf("manual.pdf", pdf, pages=None, max_images=40, tile=False,
-                                 max_bytes=10**8, meter=board.meter("k", "progress.pdf", name="manual.pdf"))
+    work = documents.prepare_pdf(
+        "manual.pdf",
+        pdf,
+        pages=None,
+        max_images=40,
+        tile=False,
+        max_bytes=10**8,
+        meter=board.meter("k", "progress.pdf", name="manual.pdf"),
+    )
 
     async def consume() -> None:
         async for _ in board.follow(work, []):

@@ -2,14 +2,18 @@ from pathlib import Path
 
 import pytest
 
-from handlers.settings import Settings, SettingsError, load_settings
+from handlers.core.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_match_the_documented_ones():
     settings = load_settings({}, env_file=None)
     assert settings.vllm_base_urls == ("http://127.0.0.1:8000/v1",)
     assert settings.vllm_api_key is None and settings.vllm_model is None
-    assert (settings.max_images_per_request, settings.max_model_len, settings.max_tokens) == (4, 65536, 1024)
+    assert (settings.max_images_per_request, settings.max_model_len, settings.max_tokens) == (
+        4,
+        65536,
+        1024,
+    )
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.prompt_budget == 65536 - 1024
 
@@ -24,7 +28,9 @@ def test_environment_beats_dotenv_file_which_beats_default(tmp_path: Path):
 
 
 def test_several_base_urls_for_failover():
-    settings = load_settings({"VLLM_BASE_URL": "http://a:8000/v1/, http://b:8000/v1"}, env_file=None)
+    settings = load_settings(
+        {"VLLM_BASE_URL": "http://a:8000/v1/, http://b:8000/v1"}, env_file=None
+    )
     assert settings.vllm_base_urls == ("http://a:8000/v1", "http://b:8000/v1")
 
 

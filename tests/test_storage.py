@@ -18,8 +18,8 @@ from chainlit.user import User
 from PIL import Image as PILImage
 from starlette.routing import Match
 
-from handlers import chainlit_routes, file_routes
-from handlers.storage import URL_PREFIX, LocalStorageClient, UnsafeObjectKey, safe_key
+from handlers.storage.files import URL_PREFIX, LocalStorageClient, UnsafeObjectKey, safe_key
+from handlers.web import chainlit_routes, file_routes
 from tests import imagecorpus
 from tests.db_fixtures import chainlit_context, converse, person, png_bytes
 
@@ -226,7 +226,9 @@ async def test_a_heic_is_shown_as_the_picture_the_app_prepared(layer, client) ->
 
 
 async def rating_of(layer, answer_id: str) -> list:
-    rows = await layer.execute_sql('SELECT "value" FROM feedbacks WHERE "forId" = :id', {"id": answer_id})
+    rows = await layer.execute_sql(
+        'SELECT "value" FROM feedbacks WHERE "forId" = :id', {"id": answer_id}
+    )
     return [row["value"] for row in rows] if isinstance(rows, list) else []
 
 
@@ -236,12 +238,18 @@ async def test_only_the_owner_of_a_chat_rates_its_answers(layer, client, chainli
     await person(layer, "mallory")
     ids = await converse(layer, alice, "What is this?", "A cat.", rating=1)
     thumbs_down = {"feedback": {"forId": ids["answer"], "value": 0}, "sessionId": "none"}
-    overwrite = {"feedback": {"forId": ids["answer"], "id": ids["feedback"], "value": 0}, "sessionId": "none"}
+    overwrite = {
+        "feedback": {"forId": ids["answer"], "id": ids["feedback"], "value": 0},
+        "sessionId": "none",
+    }
     async with client:
         forged = await client.put("/feedback", json=thumbs_down, headers=signed_in_as("mallory"))
         forged_over = await client.put("/feedback", json=overwrite, headers=signed_in_as("mallory"))
         unrated = await client.request(
-            "DELETE", "/feedback", json={"feedbackId": ids["feedback"]}, headers=signed_in_as("mallory")
+            "DELETE",
+            "/feedback",
+            json={"feedbackId": ids["feedback"]},
+            headers=signed_in_as("mallory"),
         )
         assert (forged.status_code, forged_over.status_code, unrated.status_code) == (404, 404, 404)
         assert await rating_of(layer, ids["answer"]) == [1]
@@ -250,7 +258,10 @@ async def test_only_the_owner_of_a_chat_rates_its_answers(layer, client, chainli
         assert changed.status_code == 200, changed.text
         assert await rating_of(layer, ids["answer"]) == [0]
         removed = await client.request(
-            "DELETE", "/feedback", json={"feedbackId": ids["feedback"]}, headers=signed_in_as("alice")
+            "DELETE",
+            "/feedback",
+            json={"feedbackId": ids["feedback"]},
+            headers=signed_in_as("alice"),
         )
         assert removed.status_code == 200
         assert await rating_of(layer, ids["answer"]) == []

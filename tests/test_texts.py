@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from handlers.i18n import TRANSLATIONS_DIR, resolve_language, translate
-from handlers.prompts import PRESETS, load_prompt, system_prompt
-from handlers.welcome import STARTER_TASKS
+from handlers.chat.welcome import STARTER_TASKS
+from handlers.core.i18n import TRANSLATIONS_DIR, resolve_language, translate
+from handlers.core.prompts import PRESETS, load_prompt, system_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_PATTERN = re.compile(r"""["']((?:error|download|notice|attachment|video|pdf|link|preset|settings|auth|history|progress|action|count)\.[a-z_0-9.]+)["']""")
+KEY_PATTERN = re.compile(
+    r"""["']((?:error|download|notice|attachment|video|pdf|link|preset|settings|auth|history|progress|action|count)\.[a-z_0-9.]+)["']"""
+)
 
 
 def app_strings(language: str) -> dict:
@@ -38,7 +40,7 @@ def keys_used_in_code() -> set[str]:
     for path in [ROOT / "chainlit_app.py", *(ROOT / "handlers").glob("*.py")]:
         used.update(KEY_PATTERN.findall(path.read_text(encoding="utf-8")))
     used.update(f"preset.{preset.id}" for preset in PRESETS)
-    used.update(f"notice.awaiting.{preset.id}" for preset in PRESETS)  # handlers/chat.py
+    used.update(f"notice.awaiting.{preset.id}" for preset in PRESETS)  # handlers/chat/turn.py
     used.update(f"starter.{task}.{part}" for task in STARTER_TASKS for part in ("label", "message"))
     return used
 
@@ -58,7 +60,14 @@ def test_both_languages_have_the_same_keys_and_placeholders():
 
 @pytest.mark.parametrize(
     ("browser", "expected"),
-    [("zh-CN", "zh-CN"), ("zh-TW", "zh-CN"), ("zh", "zh-CN"), ("en-GB", "en-US"), ("fr-FR", "en-US"), (None, "en-US")],
+    [
+        ("zh-CN", "zh-CN"),
+        ("zh-TW", "zh-CN"),
+        ("zh", "zh-CN"),
+        ("en-GB", "en-US"),
+        ("fr-FR", "en-US"),
+        (None, "en-US"),
+    ],
 )
 def test_browser_languages_fall_back_sensibly(browser, expected):
     assert resolve_language(browser) == expected
@@ -70,7 +79,12 @@ def test_translate_formats_parameters_and_survives_a_missing_key():
 
 
 def test_every_prompt_the_code_names_exists():
-    for name in ["system", "language_auto", "language_fixed", *(f"presets/{p.id}" for p in PRESETS)]:
+    for name in [
+        "system",
+        "language_auto",
+        "language_fixed",
+        *(f"presets/{p.id}" for p in PRESETS),
+    ]:
         assert load_prompt(name)
 
 

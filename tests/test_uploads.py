@@ -1,6 +1,6 @@
-"""Photos prepared as their upload arrives (handlers/uploads.py), the routes in
-front of Chainlit's (handlers/chainlit_routes.py), and what the page is shown of
-pictures browsers cannot display (handlers/display.py)."""
+"""Photos prepared as their upload arrives (handlers/chat/uploads.py), the routes in
+front of Chainlit's (handlers/web/chainlit_routes.py), and what the page is shown of
+pictures browsers cannot display (handlers/web/display.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from chainlit.server import app as chainlit_server
 from PIL import Image
 
 import chainlit_app
-from handlers import heic
-from handlers.attachments import Limits, Options, Upload, prepare_uploads
-from handlers.display import rendition_for
-from handlers.errors import InvalidAttachment
-from handlers.images import PreparedImage
-from handlers.uploads import EarlyPreparations
+from handlers.chat.attachments import Limits, Options, Upload, prepare_uploads
+from handlers.chat.uploads import EarlyPreparations
+from handlers.core.errors import InvalidAttachment
+from handlers.media import heic
+from handlers.media.images import PreparedImage
+from handlers.web.display import rendition_for
 from tests import imagecorpus
 from tests.app_helpers import photo, sent_images, settle
 from tests.chainlit_harness import ChatHarness
@@ -29,7 +29,9 @@ from tests.mediacorpus import flat_page, write_pdf
 from tests.test_heic import grid as iphone_heic
 
 MAX_BYTES = 20 * 1024 * 1024
-LIMITS = Limits(max_images=4, max_image_bytes=MAX_BYTES, max_media_bytes=MAX_BYTES, max_video_seconds=60)
+LIMITS = Limits(
+    max_images=4, max_image_bytes=MAX_BYTES, max_media_bytes=MAX_BYTES, max_video_seconds=60
+)
 
 
 def is_red(image: Image.Image) -> bool:
@@ -87,7 +89,9 @@ async def test_old_and_surplus_preparations_are_dropped(tmp_path: Path) -> None:
     await settle()
 
 
-async def test_a_message_uses_the_early_preparation_and_skips_what_is_left_out(tmp_path: Path) -> None:
+async def test_a_message_uses_the_early_preparation_and_skips_what_is_left_out(
+    tmp_path: Path,
+) -> None:
     early = EarlyPreparations(MAX_BYTES)
     paths = [photo(tmp_path, f"{n}.jpg", colour="red") for n in range(5)]
     for path in paths:
@@ -99,11 +103,15 @@ async def test_a_message_uses_the_early_preparation_and_skips_what_is_left_out(t
     prepared = await prepare_uploads(uploads, LIMITS, Options(), early)
     assert [p.image.name for p in prepared.parts] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
     assert prepared.left_out == ["4.jpg"]
-    assert all(is_red(Image.open(io.BytesIO(p.image.data))) for p in prepared.parts)  # none prepared again
+    assert all(
+        is_red(Image.open(io.BytesIO(p.image.data))) for p in prepared.parts
+    )  # none prepared again
     assert early.pending() == 0
 
 
-async def test_the_upload_route_starts_the_preparation(start_app, fake_vllm, monkeypatch, tmp_path: Path) -> None:
+async def test_the_upload_route_starts_the_preparation(
+    start_app, fake_vllm, monkeypatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
     await start_app()
     alice = cl.User(identifier="alice")
@@ -114,7 +122,9 @@ async def test_the_upload_route_starts_the_preparation(start_app, fake_vllm, mon
         response = await client.post(
             "/project/file",
             params={"session_id": chat.session.id},
-            files={"file": ("IMG_0002.jpg", photo(tmp_path, "IMG_0002.jpg").read_bytes(), "image/jpeg")},
+            files={
+                "file": ("IMG_0002.jpg", photo(tmp_path, "IMG_0002.jpg").read_bytes(), "image/jpeg")
+            },
             headers={"Authorization": f"Bearer {create_jwt(alice)}"},
         )
     assert response.status_code == 200, response.text
@@ -134,17 +144,21 @@ async def test_a_whole_iphone_heic_upload_is_prepared_as_it_arrives_upright_and_
     start_app, fake_vllm, monkeypatch, tmp_path: Path
 ) -> None:
     """The path browsers cannot shrink: the HEIC arrives whole, its tiles are decoded
-    by handlers/heic.py while the question is typed, and the model gets it upright."""
+    by handlers/media/heic.py while the question is typed, and the model gets it upright."""
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
     decoded = []
     real_decode = heic._decode
-    monkeypatch.setattr(heic, "_decode", lambda *args: decoded.append(args[2]) or real_decode(*args))
+    monkeypatch.setattr(
+        heic, "_decode", lambda *args: decoded.append(args[2]) or real_decode(*args)
+    )
     await start_app()
     chat = ChatHarness(user=cl.User(identifier="alice"))
     await chat.start()
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        file_id = await signed_in_upload(chat, client, "IMG_0003.HEIC", iphone_heic(orientation=6), "image/heic")
+        file_id = await signed_in_upload(
+            chat, client, "IMG_0003.HEIC", iphone_heic(orientation=6), "image/heic"
+        )
     early = chainlit_app.services().assistant.early
     assert early.pending() == 1
     await settle()
@@ -153,14 +167,20 @@ async def test_a_whole_iphone_heic_upload_is_prepared_as_it_arrives_upright_and_
     await chat.send("What is this?", [Path(chat.session.files[file_id]["path"])])
     (image,) = sent_images(fake_vllm.requests[-1])
     assert image.size == (683, 1024)  # turned: a portrait
-    red, green, blue = image.convert("RGB").getpixel((image.width - 10, 10))  # top-left red, turned right
+    red, green, blue = image.convert("RGB").getpixel(
+        (image.width - 10, 10)
+    )  # top-left red, turned right
     assert red >= 245 and green <= 8 and blue <= 8  # P3 (230, 20, 20) in sRGB
     assert decoded == [(1024, 683)] and early.pending() == 0  # not prepared again
 
 
-async def signed_in_upload(chat: ChatHarness, client: httpx.AsyncClient, name: str, data: bytes, mime: str) -> str:
+async def signed_in_upload(
+    chat: ChatHarness, client: httpx.AsyncClient, name: str, data: bytes, mime: str
+) -> str:
     response = await client.post(
-        "/project/file", params={"session_id": chat.session.id}, files={"file": (name, data, mime)},
+        "/project/file",
+        params={"session_id": chat.session.id},
+        files={"file": (name, data, mime)},
         headers={"Authorization": f"Bearer {create_jwt(chat.session.user)}"},
     )
     assert response.status_code == 200, response.text
@@ -181,10 +201,16 @@ async def test_the_page_is_shown_a_heic_as_jpeg_and_other_pictures_as_uploaded(
         heic_id = await signed_in_upload(chat, client, "IMG_1.heic", heic, "image/heic")
         jpeg_id = await signed_in_upload(chat, client, "small.jpg", jpeg, "image/jpeg")
         auth = {"Authorization": f"Bearer {create_jwt(chat.session.user)}"}
-        shown = await client.get(f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=auth)
-        as_is = await client.get(f"/project/file/{jpeg_id}", params={"session_id": chat.session.id}, headers=auth)
+        shown = await client.get(
+            f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=auth
+        )
+        as_is = await client.get(
+            f"/project/file/{jpeg_id}", params={"session_id": chat.session.id}, headers=auth
+        )
         stranger = {"Authorization": f"Bearer {create_jwt(cl.User(identifier='mallory'))}"}
-        refused = await client.get(f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=stranger)
+        refused = await client.get(
+            f"/project/file/{heic_id}", params={"session_id": chat.session.id}, headers=stranger
+        )
     assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(shown.content)).size == (1024, 768)
     assert as_is.content == jpeg

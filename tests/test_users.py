@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,9 +12,15 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import insert, select
 
-from handlers import users
-from handlers.database import credentials, ensure_schema, make_engine
-from handlers.users import InvalidIdentifier, InvalidPassword, UnknownUser, UserExists, UserStore
+from handlers.ops import users_command
+from handlers.storage.database import credentials, ensure_schema, make_engine
+from handlers.storage.users import (
+    InvalidIdentifier,
+    InvalidPassword,
+    UnknownUser,
+    UserExists,
+    UserStore,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -208,7 +214,7 @@ async def test_the_cli_reports_usage_mistakes_with_exit_code_1(db_url: str, tmp_
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """For running `users.main` in this process: our variables only, no `.env` in the directory."""
+    """For running `users_command.main` in this process: our variables only, no `.env` in the directory."""
     monkeypatch.chdir(tmp_path)
     for key in ("APP_DATABASE_URL", "DATA_DIR"):
         monkeypatch.delenv(key, raising=False)
@@ -222,10 +228,10 @@ def answers(*replies: str):
 
 async def test_the_cli_asks_for_the_password_twice(db_url: str, cli_env, engine, capsys) -> None:
     cli_env.setenv("APP_DATABASE_URL", db_url)
-    cli_env.setattr(users.getpass, "getpass", answers(PASSWORD, "a typo"))
-    assert await asyncio.to_thread(users.main, ["add", "alice"]) == 1
-    cli_env.setattr(users.getpass, "getpass", answers(PASSWORD, PASSWORD))
-    assert await asyncio.to_thread(users.main, ["add", "alice"]) == 0
+    cli_env.setattr(users_command.getpass, "getpass", answers(PASSWORD, "a typo"))
+    assert await asyncio.to_thread(users_command.main, ["add", "alice"]) == 1
+    cli_env.setattr(users_command.getpass, "getpass", answers(PASSWORD, PASSWORD))
+    assert await asyncio.to_thread(users_command.main, ["add", "alice"]) == 0
     out, err = capsys.readouterr()
     assert err == "error: the passwords do not match\n" and out == "added alice\n"
     assert PASSWORD not in out + err
@@ -246,6 +252,6 @@ async def test_the_cli_explains_a_database_it_cannot_use(
     cli_env, capsys, url: str, message: str
 ) -> None:
     cli_env.setenv("APP_DATABASE_URL", url)
-    assert await asyncio.to_thread(users.main, ["list"]) == 1
+    assert await asyncio.to_thread(users_command.main, ["list"]) == 1
     _, err = capsys.readouterr()
     assert err.startswith(message) and "secret" not in err

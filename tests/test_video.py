@@ -14,9 +14,10 @@ import av
 import pytest
 from PIL import Image, ImageStat
 
-from handlers.contact_sheet import GUTTER
-from handlers.errors import InvalidAttachment
-from handlers.video import Layout, format_clock, looks_like_video, plan_layout, prepare_video
+from handlers.core.errors import InvalidAttachment
+from handlers.media.contact_sheet import GUTTER
+from handlers.media.sniff import looks_like_video
+from handlers.media.video import Layout, format_clock, plan_layout, prepare_video
 from tests.mediacorpus import (
     PALETTE,
     VIDEO_KINDS,
@@ -64,6 +65,7 @@ def seconds(label: str) -> int:
 
 # --- which files are videos -------------------------------------------------
 
+
 @pytest.mark.parametrize(("container", "codec", "suffix"), VIDEO_KINDS)
 def test_each_accepted_container_is_a_video(tmp_path, container, codec, suffix):
     path = write_video(tmp_path / f"clip{suffix}", container=container, codec=codec, seconds=1)
@@ -96,12 +98,17 @@ def test_pdf_and_text_are_not_videos(tmp_path):
 
 # --- sampling ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("container", "codec", "suffix"), VIDEO_KINDS)
-async def test_short_clip_gives_labelled_frames_from_across_it(
-    tmp_path, container, codec, suffix
-):
-    path = write_video(tmp_path / f"clip{suffix}", container=container, codec=codec,
-                       size=(96, 54), seconds=4, fps=10)
+async def test_short_clip_gives_labelled_frames_from_across_it(tmp_path, container, codec, suffix):
+    path = write_video(
+        tmp_path / f"clip{suffix}",
+        container=container,
+        codec=codec,
+        size=(96, 54),
+        seconds=4,
+        fps=10,
+    )
     bundle = await prepare(path)
     assert (bundle.kind, bundle.note_key) == ("video", "video.frames")
     assert bundle.note_params == {"name": path.name, "count": 4, "duration": "00:04"}
@@ -122,7 +129,7 @@ async def test_sparse_keyframes_in_a_short_clip_still_give_distinct_moments(tmp_
 async def test_without_the_decoding_budget_sparse_keyframes_give_fewer_moments(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("handlers.frame_sampler.DECODE_THROUGH_PIXELS", 0)
+    monkeypatch.setattr("handlers.media.frame_sampler.DECODE_THROUGH_PIXELS", 0)
     path = write_video(tmp_path / "one-keyframe.mp4", seconds=8, fps=5, gop=1000)
     assert [item.label for item in (await prepare(path)).images] == ["00:00"]
 
@@ -148,8 +155,13 @@ async def test_work_happens_off_the_event_loop(tmp_path):
 async def test_scene_changes_are_favoured(tmp_path):
     """Slot two (10-20 s) has candidates at 10 s (still the first scene) and
     15 s (a new one): the new scene wins over even spacing."""
-    path = write_video(tmp_path / "cut.mp4", seconds=20, fps=5, gop=5,
-                       paint=lambda t: PALETTE[0] if t < 15 else PALETTE[2])
+    path = write_video(
+        tmp_path / "cut.mp4",
+        seconds=20,
+        fps=5,
+        gop=5,
+        paint=lambda t: PALETTE[0] if t < 15 else PALETTE[2],
+    )
     bundle = await prepare(path, max_images=2)
     assert [item.label for item in bundle.images] == ["00:00", "00:15"]
     assert [centre_colour(picture(item)) for item in bundle.images] == [0, 2]
@@ -157,16 +169,22 @@ async def test_scene_changes_are_favoured(tmp_path):
 
 async def test_variable_frame_rate_uses_real_timestamps(tmp_path):
     times = [0.0, 0.05, 0.1, 2.5, 2.55, 5.0, 5.9, 6.0, 6.05, 9.8]
-    path = write_video(tmp_path / "vfr.mkv", container="matroska", times=times, gop=1,
-                       paint=lambda t: colour_at(t, every=2.5))
+    path = write_video(
+        tmp_path / "vfr.mkv",
+        container="matroska",
+        times=times,
+        gop=1,
+        paint=lambda t: colour_at(t, every=2.5),
+    )
     bundle = await prepare(path)
     for item in bundle.images:
         assert centre_colour(picture(item)) == PALETTE.index(colour_at(seconds(item.label), 2.5))
     assert len({item.label for item in bundle.images}) == len(bundle.images) >= 3
 
 
-@pytest.mark.parametrize(("rotation", "marker"), [(90, "bottom-left"), (-90, "top-right"),
-                                                  (180, "bottom-right")])
+@pytest.mark.parametrize(
+    ("rotation", "marker"), [(90, "bottom-left"), (-90, "top-right"), (180, "bottom-right")]
+)
 async def test_rotation_metadata_turns_frames_upright(tmp_path, rotation, marker):
     path = write_marked_video(tmp_path / "phone.mp4", rotation=rotation)
     image = picture((await prepare(path)).images[0])
@@ -178,8 +196,9 @@ async def test_rotation_metadata_turns_frames_upright(tmp_path, rotation, marker
 
 
 async def test_missing_duration_is_found_by_reading(tmp_path):
-    path = write_video(tmp_path / "live.webm", container="webm", codec="libvpx", seconds=3,
-                       options={"live": "1"})
+    path = write_video(
+        tmp_path / "live.webm", container="webm", codec="libvpx", seconds=3, options={"live": "1"}
+    )
     with av.open(str(path)) as container:
         assert container.duration is None and container.streams.video[0].duration is None
     bundle = await prepare(path)
@@ -187,12 +206,18 @@ async def test_missing_duration_is_found_by_reading(tmp_path):
 
 
 async def test_longer_clip_becomes_2x2_contact_sheets(tmp_path):
-    path = write_video(tmp_path / "minute.mp4", seconds=60, fps=2, gop=2,
-                       paint=lambda t: colour_at(t, every=6))
+    path = write_video(
+        tmp_path / "minute.mp4", seconds=60, fps=2, gop=2, paint=lambda t: colour_at(t, every=6)
+    )
     bundle = await prepare(path)
     assert bundle.note_key == "video.sheets"
-    assert bundle.note_params == {"name": path.name, "count": 12, "sheets": 3, "grid": "2×2",
-                                  "duration": "01:00"}
+    assert bundle.note_params == {
+        "name": path.name,
+        "count": 12,
+        "sheets": 3,
+        "grid": "2×2",
+        "duration": "01:00",
+    }
     first, second, third = (item.label.split("–") for item in bundle.images)
     assert first[0] == "00:00" and seconds(third[1]) >= 52
     assert seconds(first[1]) < seconds(second[0]) <= seconds(second[1]) < seconds(third[0])
@@ -201,8 +226,9 @@ async def test_longer_clip_becomes_2x2_contact_sheets(tmp_path):
 
 
 async def test_long_clip_becomes_at_most_max_images_3x3_sheets(tmp_path):
-    path = write_video(tmp_path / "long.mkv", container="matroska", size=(32, 18),
-                       seconds=600, fps=1, gop=5)
+    path = write_video(
+        tmp_path / "long.mkv", container="matroska", size=(32, 18), seconds=600, fps=1, gop=5
+    )
     bundle = await prepare(path, max_images=3)
     assert (bundle.note_params["sheets"], bundle.note_params["grid"]) == (3, "3×3")
     assert bundle.note_params["count"] == 27
@@ -212,8 +238,9 @@ async def test_long_clip_becomes_at_most_max_images_3x3_sheets(tmp_path):
 
 
 async def test_timestamps_are_drawn_on_each_cell(tmp_path):
-    path = write_video(tmp_path / "black.mp4", size=(160, 90), seconds=40, fps=1, gop=2,
-                       paint=lambda t: (0, 0, 0))
+    path = write_video(
+        tmp_path / "black.mp4", size=(160, 90), seconds=40, fps=1, gop=2, paint=lambda t: (0, 0, 0)
+    )
     sheet = picture((await prepare(path, max_images=1)).images[0]).convert("L")
     assert sheet.size == (2 * 160 + 3 * GUTTER, 2 * 90 + 3 * GUTTER)
     for row in range(2):
@@ -242,6 +269,7 @@ def test_clock_format():
 
 # --- refusals ---------------------------------------------------------------
 
+
 async def test_too_large(tmp_path):
     path = write_video(tmp_path / "clip.mp4", seconds=1)
     assert (await refusal(path, max_bytes=100)).key == "video.too_large"
@@ -251,22 +279,35 @@ async def test_too_long(tmp_path):
     path = write_video(tmp_path / "clip.mp4", seconds=3)
     error = await refusal(path, max_duration_s=2)
     assert (error.key, error.params["duration"], error.params["limit"]) == (
-        "video.too_long", "00:03", "00:02")
+        "video.too_long",
+        "00:03",
+        "00:02",
+    )
 
 
-@pytest.mark.parametrize(("container", "codec", "suffix"), [
-    ("wav", "pcm_s16le", ".wav"), ("mp3", "libmp3lame", ".mp3"), ("mp4", "aac", ".m4a"),
-    ("ogg", "libopus", ".opus"),
-])
+@pytest.mark.parametrize(
+    ("container", "codec", "suffix"),
+    [
+        ("wav", "pcm_s16le", ".wav"),
+        ("mp3", "libmp3lame", ".mp3"),
+        ("mp4", "aac", ".m4a"),
+        ("ogg", "libopus", ".opus"),
+    ],
+)
 async def test_audio_only(tmp_path, container, codec, suffix):
     path = write_audio(tmp_path / f"voice{suffix}", container=container, codec=codec)
     assert looks_like_video(path)  # so that it is this handler that explains
     assert (await refusal(path)).key == "video.audio_only"
 
 
-@pytest.mark.parametrize(("container", "codec", "suffix"), [
-    ("mp4", "libx264", ".mp4"), ("webm", "libvpx-vp9", ".webm"), ("avi", "mpeg4", ".avi"),
-])
+@pytest.mark.parametrize(
+    ("container", "codec", "suffix"),
+    [
+        ("mp4", "libx264", ".mp4"),
+        ("webm", "libvpx-vp9", ".webm"),
+        ("avi", "mpeg4", ".avi"),
+    ],
+)
 async def test_zero_length(tmp_path, container, codec, suffix):
     path = write_empty_video(tmp_path / f"empty{suffix}", container=container, codec=codec)
     assert looks_like_video(path)

@@ -11,9 +11,9 @@ import httpx
 from chainlit.auth import create_jwt
 from chainlit.server import app as chainlit_server
 
-from handlers.i18n import translate
-from handlers.prompts import preset_instruction
-from handlers.welcome import STARTER_TASKS, starters
+from handlers.chat.welcome import STARTER_TASKS, starters
+from handlers.core.i18n import translate
+from handlers.core.prompts import preset_instruction
 from tests.app_helpers import photo, sent_images, sent_text
 from tests.chainlit_harness import ChatHarness
 
@@ -29,7 +29,9 @@ def _question(request: dict) -> str:
 async def _get(path: str, *, signed_in: bool = False) -> httpx.Response:
     cookies = {"access_token": create_jwt(cl.User(identifier="alice"))} if signed_in else {}
     transport = httpx.ASGITransport(app=chainlit_server)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app", cookies=cookies) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://app", cookies=cookies
+    ) as client:
         return await client.get(path)
 
 
@@ -51,8 +53,12 @@ async def test_the_page_title_is_the_apps_name(app):
 
 async def test_the_settings_carry_five_starters_in_the_browsers_language(app, monkeypatch):
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "welcome-test-secret-" + "x" * 20)
-    for language, label in (("en-US", "Describe a photo"), ("zh-CN", "描述照片"), ("zh-TW", "描述照片"),
-                            ("fr-FR", "Describe a photo")):
+    for language, label in (
+        ("en-US", "Describe a photo"),
+        ("zh-CN", "描述照片"),
+        ("zh-TW", "描述照片"),
+        ("fr-FR", "Describe a photo"),
+    ):
         settings = (await _get(f"/project/settings?language={language}", signed_in=True)).json()
         shown = settings["starters"]
         assert [s["command"] for s in shown] == list(STARTER_TASKS)
@@ -70,7 +76,9 @@ def test_every_starter_has_its_own_text_in_both_languages():
     assert starters("zh-CN")[0].label != starters("en-US")[0].label
 
 
-async def test_a_starter_with_no_image_asks_for_one_then_the_images_get_its_preset(chat, app, tmp_path):
+async def test_a_starter_with_no_image_asks_for_one_then_the_images_get_its_preset(
+    chat, app, tmp_path
+):
     await chat.send("Count the objects in my image", command="count")
     assert app.requests == []
     assert chat.last_text().endswith(translate("notice.awaiting.count", "en-US"))
@@ -119,7 +127,9 @@ async def test_a_chinese_starter_asks_in_chinese(app):
 def test_the_committed_logo_files_are_what_the_script_draws(tmp_path, monkeypatch):
     """public/'s logo, favicon, icons and theme come from scripts/draw_logo.py: an edit by
     hand would be lost the next time someone runs it."""
-    spec = importlib.util.spec_from_file_location("draw_logo", PUBLIC.parent / "scripts" / "draw_logo.py")
+    spec = importlib.util.spec_from_file_location(
+        "draw_logo", PUBLIC.parent / "scripts" / "draw_logo.py"
+    )
     draw_logo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(draw_logo)
     monkeypatch.setattr(draw_logo, "PUBLIC", tmp_path)

@@ -1,4 +1,4 @@
-"""handlers.workers: CPU-heavy work on a bounded pool that yields to the event loop."""
+"""handlers.core.workers: CPU-heavy work on a bounded pool that yields to the event loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from handlers import workers
+from handlers.core import workers
 
 
 def niceness(thread: int) -> int:
@@ -35,7 +35,11 @@ async def test_a_split_job_returns_its_parts_in_order_and_waits_for_all():
             raise ValueError("first part failed")
         return n
 
-    assert await workers.run_cpu(workers.run_split, [lambda n=n: n * 10 for n in range(3)]) == [0, 10, 20]
+    assert await workers.run_cpu(workers.run_split, [lambda n=n: n * 10 for n in range(3)]) == [
+        0,
+        10,
+        20,
+    ]
     with pytest.raises(ValueError):
         await workers.run_cpu(workers.run_split, [lambda n=n: part(n) for n in range(3)])
     assert sorted(finished) == [0, 1, 2]  # nothing left running after the error

@@ -116,22 +116,35 @@ def check_continuation(body: dict) -> None:
     and `add_generation_prompt` off: it defaults to on), in vLLM's words."""
     messages = body.get("messages") or []
     final_answer = bool(messages) and messages[-1].get("role") == "assistant"
-    going_on, prompt = bool(body.get("continue_final_message")), body.get("add_generation_prompt", True)
+    going_on, prompt = (
+        bool(body.get("continue_final_message")),
+        body.get("add_generation_prompt", True),
+    )
     if going_on and prompt:
-        raise ApiError(400, "Cannot set both `add_generation_prompt` and `continue_final_message` to True.")
+        raise ApiError(
+            400, "Cannot set both `add_generation_prompt` and `continue_final_message` to True."
+        )
     if final_answer and prompt:
-        raise ApiError(400, "Cannot set `add_generation_prompt` to True when the last message is from the "
-                            "assistant. Consider using `continue_final_message` instead.")
+        raise ApiError(
+            400,
+            "Cannot set `add_generation_prompt` to True when the last message is from the "
+            "assistant. Consider using `continue_final_message` instead.",
+        )
     if going_on and not final_answer:
-        raise ApiError(400, "Cannot set `continue_final_message` to True when the last message is not "
-                            "from the assistant.")
+        raise ApiError(
+            400,
+            "Cannot set `continue_final_message` to True when the last message is not "
+            "from the assistant.",
+        )
 
 
 def check_image_count(messages: list[dict], max_images: int) -> None:
     """Refuse more images than --limit-mm-per-prompt allows, in vLLM's words."""
     if count_images(messages) > max_images:
         raise ApiError(
-            400, f"At most {max_images} image(s) may be provided in one prompt. (parameter=image)", "image"
+            400,
+            f"At most {max_images} image(s) may be provided in one prompt. (parameter=image)",
+            "image",
         )
 
 
@@ -140,15 +153,25 @@ def check_length(prompt: int, max_tokens: int, limit: int) -> int:
     words; return `prompt`. A prompt that fits with less room than `max_tokens` is
     served: vLLM 0.32 cuts the answer where the context ends (the fake's are short)."""
     if max_tokens > limit:
-        raise ApiError(400, (
-            f"max_tokens={max_tokens} cannot be greater than max_model_len={limit}. Please "
-            f"request fewer output tokens. (parameter=max_tokens, value={max_tokens})"), "max_tokens")
+        raise ApiError(
+            400,
+            (
+                f"max_tokens={max_tokens} cannot be greater than max_model_len={limit}. Please "
+                f"request fewer output tokens. (parameter=max_tokens, value={max_tokens})"
+            ),
+            "max_tokens",
+        )
     if prompt > limit:
-        raise ApiError(400, (
-            f"This model's maximum context length is {limit} tokens. However, your prompt "
-            f"contains {prompt} input tokens, which exceeds this limit even without any output "
-            f"tokens. Please reduce the length of the input prompt. (parameter=input_tokens, "
-            f"value={prompt})"), "input_tokens")
+        raise ApiError(
+            400,
+            (
+                f"This model's maximum context length is {limit} tokens. However, your prompt "
+                f"contains {prompt} input tokens, which exceeds this limit even without any output "
+                f"tokens. Please reduce the length of the input prompt. (parameter=input_tokens, "
+                f"value={prompt})"
+            ),
+            "input_tokens",
+        )
     return prompt
 
 
@@ -156,7 +179,9 @@ def echo_reply(body: dict) -> str:
     """The CLI's reply: it says it is the fake and what it received, to check what the app sent."""
     messages = body.get("messages") or []
     last_user = [m for m in messages if m.get("role") == "user"][-1:]
-    question = " ".join(p.get("text", "") for p in content_parts(last_user) if p.get("type") == "text")
+    question = " ".join(
+        p.get("text", "") for p in content_parts(last_user) if p.get("type") == "text"
+    )
     return (
         f"[fake vLLM] I received {count_images(messages)} image(s) in this request (history "
         f"included) and this question: {question!r}. I am a test server, not a model."
@@ -166,18 +191,29 @@ def echo_reply(body: dict) -> str:
 # --- structured output (response_format) ---------------------------------------------
 
 COLOURS = {
-    "red": (255, 0, 0), "green": (0, 128, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
-    "white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128),
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "grey": (128, 128, 128),
 }
 
 
 def check_response_format(body: dict) -> None:
     """vLLM refuses a json_schema response_format without its schema (0.32's words)."""
     response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
-        if response_format.get("json_schema") is None:
-            raise ApiError(400, "When response_format type is 'json_schema', the 'json_schema' field "
-                                "must be provided.", "response_format")
+    if (
+        isinstance(response_format, dict)
+        and response_format.get("type") == "json_schema"
+        and response_format.get("json_schema") is None
+    ):
+        raise ApiError(
+            400,
+            "When response_format type is 'json_schema', the 'json_schema' field must be provided.",
+            "response_format",
+        )
 
 
 def json_schema_of(body: dict) -> dict | None:
@@ -194,11 +230,17 @@ def count_reply(body: dict) -> str:
     last user message, n objects named for its colour, on that image."""
     messages = body.get("messages") or []
     last_user = [m for m in messages if m.get("role") == "user"][-1:]
-    urls = [(p.get("image_url") or {}).get("url") or "" for p in content_parts(last_user)
-            if p.get("type") == "image_url"]
+    urls = [
+        (p.get("image_url") or {}).get("url") or ""
+        for p in content_parts(last_user)
+        if p.get("type") == "image_url"
+    ]
     objects = [{"name": colour_of(url), "count": n, "image": n} for n, url in enumerate(urls, 1)]
-    reply = {"objects": objects, "total": sum(o["count"] for o in objects),
-             "uncertain": ["the fake vLLM counts images, not what is in them"]}
+    reply = {
+        "objects": objects,
+        "total": sum(o["count"] for o in objects),
+        "uncertain": ["the fake vLLM counts images, not what is in them"],
+    }
     return json.dumps(reply, ensure_ascii=False)
 
 

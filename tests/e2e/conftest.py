@@ -50,8 +50,12 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: Playwright cannot download its own here
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     # Nothing but loopback resolves: the page must not reach the network (e.g. web fonts).
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
@@ -112,8 +116,13 @@ class App:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self._process = subprocess.Popen(
-                ["bash", "scripts/start.sh"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                ["bash", "scripts/start.sh"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         _wait_until_serving(self.url, self._process, self.log)
 
@@ -128,7 +137,9 @@ class App:
 
 
 @pytest.fixture(scope="session")
-def launch_app(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., App]]:
+def launch_app(
+    artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., App]]:
     """Start an app: `launch_app(vllm_url, {name: password}, "app.log")`, once it serves.
 
     Each gets a free port, a fresh DATA_DIR, its own auth secret, and the
@@ -163,9 +174,13 @@ def app_url(vllm_port: int, launch_app: Callable[..., App]) -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `bash scripts/test.sh` installs it (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: `bash scripts/test.sh` installs it (apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:
@@ -221,7 +236,10 @@ def new_context(
 
 @pytest.fixture
 def open_chat(
-    new_context: Callable[..., BrowserContext], app_url: str, signed_in: StorageState | None, artifacts: Path
+    new_context: Callable[..., BrowserContext],
+    app_url: str,
+    signed_in: StorageState | None,
+    artifacts: Path,
 ) -> Callable[..., ChatPage]:
     """Open a new chat, signed in, in a new browser context (a new Chainlit session).
 
@@ -266,9 +284,12 @@ def _app_environment(port: int, vllm_url: str, data_dir: Path) -> dict[str, str]
     it, and empty means "the default").
     """
     env = dict(os.environ)
-    env.update({name: "" for name in APP_VARIABLES})
+    env.update(dict.fromkeys(APP_VARIABLES, ""))
     env.update(
-        HOST="127.0.0.1", PORT=str(port), VLLM_BASE_URL=vllm_url, DATA_DIR=str(data_dir),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        VLLM_BASE_URL=vllm_url,
+        DATA_DIR=str(data_dir),
         CHAINLIT_AUTH_SECRET=secrets.token_urlsafe(32),  # signs the sign-in tokens
     )
     return env
@@ -277,8 +298,19 @@ def _app_environment(port: int, vllm_url: str, data_dir: Path) -> dict[str, str]
 def _add_person(env: dict[str, str], name: str, password: str) -> None:
     """Give a person a password, with the CLI an operator uses."""
     added = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "handlers.users", "add", name, "--password-stdin"],
-        cwd=REPO, env=env, input=password, text=True, capture_output=True,
+        [
+            str(REPO / ".venv" / "bin" / "python"),
+            "-m",
+            "handlers.users",
+            "add",
+            name,
+            "--password-stdin",
+        ],
+        cwd=REPO,
+        env=env,
+        input=password,
+        text=True,
+        capture_output=True,
     )
     if added.returncode:
         pytest.fail(f"could not add {name}:\n{added.stdout}{added.stderr}")
@@ -288,7 +320,9 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + APP_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the app exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"the app exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import Locator, expect
 
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.e2e.chat_page import COMPOSER, ERROR_ICON, QUESTIONS, ChatPage, wait_until
 from tests.fake_vllm import FakeVLLM, count_images
 
@@ -39,14 +39,20 @@ def content_parts(messages: list[dict]) -> list[dict]:
 
 
 def sent_images(request: dict) -> list[Image.Image]:
-    urls = [p["image_url"]["url"] for p in content_parts(request["messages"]) if p.get("type") == "image_url"]
+    urls = [
+        p["image_url"]["url"]
+        for p in content_parts(request["messages"])
+        if p.get("type") == "image_url"
+    ]
     return [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) for url in urls]
 
 
 def question_text(request: dict) -> str:
     """The last text of the request's last message: the question just asked (in a first
     message, the system prompt comes before it)."""
-    return [p["text"] for p in content_parts(request["messages"][-1:]) if p.get("type") == "text"][-1]
+    return [p["text"] for p in content_parts(request["messages"][-1:]) if p.get("type") == "text"][
+        -1
+    ]
 
 
 def words(text: str) -> str:
@@ -104,9 +110,13 @@ def test_stop_keeps_the_partial_answer_and_frees_the_server(chat: ChatPage, fake
     chat.ask("Tell me everything.")
     chat.wait_for_answer("w5")
     chat.stop()
-    wait_until(lambda: fake.streams_aborted == 1 and fake.open_streams == 0, "the model request is aborted")
+    wait_until(
+        lambda: fake.streams_aborted == 1 and fake.open_streams == 0, "the model request is aborted"
+    )
     expect(chat.answers.filter(has_text=translate("notice.stopped", "en-US"))).to_have_count(1)
-    expect(chat.answers.filter(has_text="Task manually stopped.")).to_have_count(0)  # Chainlit's own words
+    expect(chat.answers.filter(has_text="Task manually stopped.")).to_have_count(
+        0
+    )  # Chainlit's own words
     partial = chat.answers.filter(has_text="w1")
     expect(partial).to_have_count(1)
     shown = words(partial.inner_text())
@@ -143,7 +153,9 @@ def test_a_broken_file_is_named_and_the_valid_image_is_answered(
     assert count_images(request["messages"]) == 1
 
 
-def test_a_stopped_server_is_said_and_the_chat_recovers_when_it_is_back(chat: ChatPage, fake: FakeVLLM) -> None:
+def test_a_stopped_server_is_said_and_the_chat_recovers_when_it_is_back(
+    chat: ChatPage, fake: FakeVLLM
+) -> None:
     fake.go_down()
     chat.ask("Hello?")
     said = translate("error.model_unreachable", "en-US")
@@ -169,7 +181,9 @@ def test_a_chinese_browser_gets_the_apps_messages_in_chinese(
     open_chat: Callable[..., ChatPage], fake: FakeVLLM
 ) -> None:
     chat = open_chat(locale="zh-CN")
-    expect(chat.page.locator(COMPOSER)).to_have_attribute("placeholder", CJK)  # Chainlit's own strings
+    expect(chat.page.locator(COMPOSER)).to_have_attribute(
+        "placeholder", CJK
+    )  # Chainlit's own strings
     chat.page.locator("#command-button").click()
     preset = translate("preset.describe", "zh-CN")
     assert CJK.search(preset)

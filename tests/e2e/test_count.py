@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from handlers.counting import RESPONSE_FORMAT
-from handlers.i18n import translate
+from handlers.chat.counting import RESPONSE_FORMAT
+from handlers.core.i18n import translate
 from tests.e2e.chat_page import TIMEOUT_MS, ChatPage
 from tests.fake_vllm import FakeVLLM
 
@@ -35,7 +35,10 @@ def test_a_count_of_two_photos_is_a_table_with_totals_and_a_csv(
     total = translate("count.total", locale)
     header = [cell.strip() for cell in table.locator("th").all_inner_texts()]
     assert header == [translate("count.object", locale), "red.jpg", "blue.jpg", total]
-    rows = [[cell.strip() for cell in row.locator("td").all_inner_texts()] for row in table.locator("tbody tr").all()]
+    rows = [
+        [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        for row in table.locator("tbody tr").all()
+    ]
     assert rows == [["red", "1", "0", "1"], ["blue", "0", "2", "2"], [total, "1", "2", "3"]]
     assert fake.requests[-1]["response_format"] == RESPONSE_FORMAT
     chat.last_answer.scroll_into_view_if_needed()

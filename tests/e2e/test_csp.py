@@ -3,7 +3,7 @@
 The fake vLLM answers with a Markdown image pointing at a little HTTP server
 of the test's own, on another loopback port, its URL carrying "the chat's
 text". Chainlit renders it as an <img>; the page's Content-Security-Policy
-(`img-src 'self' data: blob:`, handlers/browser_policy.py) keeps the browser
+(`img-src 'self' data: blob:`, handlers/web/browser_policy.py) keeps the browser
 from asking. The same page must still work: the answer streams in, and the
 page script (public/shrink-photos.js, allowed as the app's own) still shrinks
 a big photo before its upload.
@@ -26,7 +26,10 @@ from tests.e2e.chat_page import ChatPage, wait_until
 from tests.e2e.test_uploads import Uploads
 from tests.fake_vllm import FakeVLLM
 
-THIRD_PARTY_STYLES = ("fonts.googleapis.com", "cdn.jsdelivr.net")  # in Chainlit's page; refused on purpose
+THIRD_PARTY_STYLES = (
+    "fonts.googleapis.com",
+    "cdn.jsdelivr.net",
+)  # in Chainlit's page; refused on purpose
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -35,8 +38,10 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "image/gif")
         self.end_headers()
-        self.wfile.write(b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
-                         b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+        self.wfile.write(
+            b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+            b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+        )
 
     def log_message(self, *args) -> None:
         pass
@@ -57,7 +62,9 @@ def elsewhere() -> Iterator[http.server.ThreadingHTTPServer]:
         thread.join()
 
 
-def test_a_remote_image_in_an_answer_is_not_fetched(chat: ChatPage, fake: FakeVLLM, elsewhere) -> None:
+def test_a_remote_image_in_an_answer_is_not_fetched(
+    chat: ChatPage, fake: FakeVLLM, elsewhere
+) -> None:
     leak = f"http://127.0.0.1:{elsewhere.server_address[1]}/leak?d=secret"
     refused: list[str] = []
     chat.page.on("console", lambda m: _csp_refusal(m) and refused.append(m.text))
@@ -65,13 +72,19 @@ def test_a_remote_image_in_an_answer_is_not_fetched(chat: ChatPage, fake: FakeVL
     chat.ask("Describe the photo")
     chat.wait_for_answer("That is all.")
     chat.wait_until_idle()
-    assert chat.last_answer.locator(f'img[src="{leak}"]').count() == 1  # rendered, so the browser was asked
-    wait_until(lambda: elsewhere.paths or any(leak in text for text in refused), "the image to be refused")
+    assert (
+        chat.last_answer.locator(f'img[src="{leak}"]').count() == 1
+    )  # rendered, so the browser was asked
+    wait_until(
+        lambda: elsewhere.paths or any(leak in text for text in refused), "the image to be refused"
+    )
     chat.screenshot("csp-remote-image")
     assert elsewhere.paths == []
 
 
-def test_the_page_still_runs_its_own_scripts(chat: ChatPage, fake: FakeVLLM, tmp_path: Path) -> None:
+def test_the_page_still_runs_its_own_scripts(
+    chat: ChatPage, fake: FakeVLLM, tmp_path: Path
+) -> None:
     refused: list[str] = []
     errors: list[str] = []
     chat.page.on("console", lambda m: _csp_refusal(m) and refused.append(m.text))

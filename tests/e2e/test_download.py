@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.e2e.chat_page import ANSWERS, COMPOSER, QUESTIONS, SEND, TIMEOUT_MS, ChatPage
 from tests.e2e.conftest import REPLY
 
@@ -24,7 +24,11 @@ ZIP_LINK = "a.inline-file"  # Chainlit's file element: <a download=name href=…
 
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
 def test_a_chat_downloads_as_markdown_with_its_photo(
-    open_chat: Callable[..., ChatPage], photo: Callable[..., Path], fake, tmp_path: Path, locale: str
+    open_chat: Callable[..., ChatPage],
+    photo: Callable[..., Path],
+    fake,
+    tmp_path: Path,
+    locale: str,
 ):
     chat = open_chat(locale=locale)
     upload = photo("红色 photo.jpg", "red")

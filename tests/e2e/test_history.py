@@ -52,7 +52,9 @@ class Story:
 
     alice: StorageState | None = None  # her browser state once signed in: the sign-in cookie
     thread_id: str | None = None  # her chat
-    image_url: str | None = None  # her photo, as her resumed chat shows it (the app's /files/ route)
+    image_url: str | None = (
+        None  # her photo, as her resumed chat shows it (the app's /files/ route)
+    )
     rated: bool | None = None  # her thumbs-up on the answer was stored
 
     def needs(self, *facts: str) -> None:
@@ -86,7 +88,9 @@ def app(launch_app, fake: FakeVLLM):
         started.stop()
 
 
-def sign_in(context: BrowserContext, url: str, person: tuple[str, str], artifacts: Path) -> ChatPage:
+def sign_in(
+    context: BrowserContext, url: str, person: tuple[str, str], artifacts: Path
+) -> ChatPage:
     """Open the app, sign in through the login form, and wait for a new chat."""
     page = context.new_page()
     page.goto(url)
@@ -97,8 +101,12 @@ def sign_in(context: BrowserContext, url: str, person: tuple[str, str], artifact
 
 
 def sent_images(request: dict) -> list[Image.Image]:
-    parts = [part for message in request["messages"] if isinstance(message["content"], list)
-             for part in message["content"]]
+    parts = [
+        part
+        for message in request["messages"]
+        if isinstance(message["content"], list)
+        for part in message["content"]
+    ]
     urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
     return [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) for url in urls]
 
@@ -112,18 +120,27 @@ def texts(message: dict) -> str:
 
 def assert_is_the_photo(image: Image.Image) -> None:
     centre = image.convert("RGB").getpixel((image.width // 2, image.height // 2))
-    assert all(abs(got - want) <= 10 for got, want in zip(centre, COLOUR)), f"centre pixel {centre}, not {COLOUR}"
+    assert all(abs(got - want) <= 10 for got, want in zip(centre, COLOUR)), (
+        f"centre pixel {centre}, not {COLOUR}"
+    )
 
 
 def wait_until_loaded(image) -> None:
     """An <img> that has loaded and decoded (a refused or broken URL leaves naturalWidth at 0)."""
     image.page.wait_for_function(
-        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=TIMEOUT_MS
+        "img => img.complete && img.naturalWidth > 0",
+        arg=image.element_handle(),
+        timeout=TIMEOUT_MS,
     )
 
 
 def test_alice_signs_in_and_asks_about_her_photo(
-    app, fake: FakeVLLM, new_context: Callable[..., BrowserContext], photo, artifacts: Path, story: Story
+    app,
+    fake: FakeVLLM,
+    new_context: Callable[..., BrowserContext],
+    photo,
+    artifacts: Path,
+    story: Story,
 ) -> None:
     context = new_context()
     chat = sign_in(context, app.url, ALICE, artifacts)
@@ -173,7 +190,11 @@ def test_after_a_restart_alice_resumes_her_chat_and_the_model_sees_the_photo_aga
     request = fake.requests[-1]
     assert [m["role"] for m in request["messages"]] == ["user", "assistant", "user"]
     question, answer, follow_up = request["messages"]
-    assert texts(question).endswith(QUESTION) and texts(answer) == ANSWER and texts(follow_up) == FOLLOW_UP
+    assert (
+        texts(question).endswith(QUESTION)
+        and texts(answer) == ANSWER
+        and texts(follow_up) == FOLLOW_UP
+    )
     assert count_images(request["messages"]) == 1
     (image,) = sent_images(request)
     assert_is_the_photo(image)
@@ -190,7 +211,9 @@ def test_bob_sees_neither_alices_chat_nor_her_photo(
     chat.wait_for_answer("Hello Bob.")
     chat.wait_until_idle()
     threads = chat.page.locator(THREADS)
-    expect(threads).to_have_count(1, timeout=TIMEOUT_MS)  # his list has loaded: his chat, and only it
+    expect(threads).to_have_count(
+        1, timeout=TIMEOUT_MS
+    )  # his list has loaded: his chat, and only it
     expect(threads).to_have_text("Is this my own chat?")
     chat.screenshot("history-3-bob-sidebar")
 
@@ -226,12 +249,16 @@ def test_alices_thumbs_up_on_her_answer_is_stored(
     answer.locator(".positive-feedback-off").click()
     chat.page.locator("#submit-feedback").click()  # the dialog that offers a comment
     expect(chat.page.get_by_role("dialog")).to_have_count(0)
-    expect(answer.locator(".positive-feedback-on")).to_be_visible(timeout=TIMEOUT_MS)  # the server took it
+    expect(answer.locator(".positive-feedback-on")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )  # the server took it
     chat.screenshot("history-4-thumbs-up")
 
     chat.page.reload()
     answer = chat.answers.filter(has_text=ANSWER)
-    expect(answer.locator(".positive-feedback-on")).to_be_visible(timeout=TIMEOUT_MS)  # kept with the thread
+    expect(answer.locator(".positive-feedback-on")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )  # kept with the thread
     story.rated = True
 
 
@@ -244,7 +271,12 @@ def test_the_export_has_alices_rated_answer_with_her_question_and_photo(
     out = tmp_path / "ratings.jsonl"
     exported = subprocess.run(
         [str(REPO / ".venv" / "bin" / "python"), "-m", "handlers.export", "--out", str(out)],
-        check=False, cwd=REPO, env=app.env, capture_output=True, text=True, timeout=60,
+        check=False,
+        cwd=REPO,
+        env=app.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert exported.returncode == 0, exported.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

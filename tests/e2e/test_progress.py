@@ -39,7 +39,9 @@ def long_video(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
-def test_a_long_video_shows_its_sampling_then_what_was_sent(open_chat, fake: FakeVLLM, long_video, locale):
+def test_a_long_video_shows_its_sampling_then_what_was_sent(
+    open_chat, fake: FakeVLLM, long_video, locale
+):
     chat: ChatPage = open_chat(locale=locale)
     chat.page.evaluate(WATCH)
     chat.ask("What happens in the meeting?", long_video)
@@ -53,10 +55,14 @@ def test_a_long_video_shows_its_sampling_then_what_was_sent(open_chat, fake: Fak
     seen = chat.page.evaluate("window.__seen")
     steps = [text for text in seen if SAMPLING[locale] in text]
     assert steps and all(text.startswith("◷") for text in steps), seen
-    assert any(SAMPLED[locale] in text for text in chat.answer_texts())  # the same message, finished
+    assert any(
+        SAMPLED[locale] in text for text in chat.answer_texts()
+    )  # the same message, finished
     assert not any(SAMPLING[locale] in text for text in chat.answer_texts())
     sampled = chat.answers.filter(has_text=SAMPLED[locale])
-    expect(sampled.locator("img[alt*=':']")).to_have_count(4, timeout=TIMEOUT_MS)  # 4 sheets, named by time
+    expect(sampled.locator("img[alt*=':']")).to_have_count(
+        4, timeout=TIMEOUT_MS
+    )  # 4 sheets, named by time
     chat.screenshot(f"progress-video-done-{locale}")
 
 
@@ -68,7 +74,9 @@ def story(body: dict) -> str:
 
 
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
-def test_continue_gets_the_rest_of_a_cut_answer_in_the_same_answer(open_chat, fake: FakeVLLM, locale):
+def test_continue_gets_the_rest_of_a_cut_answer_in_the_same_answer(
+    open_chat, fake: FakeVLLM, locale
+):
     fake.reply, fake.token_delay = story, 0.0
     chat: ChatPage = open_chat(locale=locale)
     chat.ask("Tell me a long story.")

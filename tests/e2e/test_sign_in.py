@@ -38,7 +38,9 @@ def app_url(launch_app) -> Iterator[str]:
         fake.stop()
 
 
-def test_guessing_a_password_in_the_form_is_refused_with_a_clear_message(browser: Browser, app_url: str, artifacts):
+def test_guessing_a_password_in_the_form_is_refused_with_a_clear_message(
+    browser: Browser, app_url: str, artifacts
+):
     page = open_sign_in(browser, app_url, "en-US")
     for guess in range(ATTEMPTS_PER_MINUTE):
         assert submit(page, PERSON[0], f"wrong guess {guess}") == 401
@@ -64,6 +66,8 @@ def open_sign_in(browser: Browser, url: str, language: str) -> Page:
 
 def submit(page: Page, name: str, password: str) -> int:
     """Fill and send the form; the status of the /login answer."""
-    with page.expect_response(lambda response: response.url.endswith("/login") and response.request.method == "POST") as answer:
+    with page.expect_response(
+        lambda response: response.url.endswith("/login") and response.request.method == "POST"
+    ) as answer:
         LoginPage(page).sign_in(name, password)
     return answer.value.status

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import ExifTags, Image
 from playwright.sync_api import Request, Route, expect
 
-from handlers import images
+from handlers.media import images
 from tests import imagecorpus
 from tests.e2e.chat_page import QUESTIONS, ChatPage, wait_until
 from tests.e2e.test_browser import sent_images
@@ -41,22 +41,33 @@ class Uploads:
 
 def _file_field(request: Request) -> tuple[str, bytes]:
     head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.post_data_buffer)
-    (part,) = [p for p in form.iter_parts() if p.get_param("name", header="content-disposition") == "file"]
+    form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        head + request.post_data_buffer
+    )
+    (part,) = [
+        p for p in form.iter_parts() if p.get_param("name", header="content-disposition") == "file"
+    ]
     return part.get_filename(), part.get_payload(decode=True)
 
 
 def corner_colours(image: Image.Image) -> tuple:
     """The colour near each corner, clockwise from top-left, rounded to tell red from green."""
     w, h = image.size
-    points = ((w // 8, h // 8), (w - w // 8, h // 8), (w - w // 8, h - h // 8), (w // 8, h - h // 8))
+    points = (
+        (w // 8, h // 8),
+        (w - w // 8, h // 8),
+        (w - w // 8, h - h // 8),
+        (w // 8, h - h // 8),
+    )
     return tuple(tuple(round(c / 255) for c in image.convert("RGB").getpixel(p)) for p in points)
 
 
 UPRIGHT = ((1, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 1))  # imagecorpus.quadrants, clockwise
 
 
-def test_a_big_photo_is_shrunk_upright_before_it_is_uploaded(chat: ChatPage, fake: FakeVLLM, tmp_path: Path) -> None:
+def test_a_big_photo_is_shrunk_upright_before_it_is_uploaded(
+    chat: ChatPage, fake: FakeVLLM, tmp_path: Path
+) -> None:
     original = imagecorpus.rotated(6, 4000, 3000)  # stored 3000×4000 on its side, EXIF says turn it
     path = tmp_path / "IMG_0420.jpg"
     path.write_bytes(original)
@@ -81,7 +92,9 @@ def test_a_big_photo_is_shrunk_upright_before_it_is_uploaded(chat: ChatPage, fak
     assert corner_colours(model_image) == UPRIGHT
 
 
-def test_a_photo_pasted_as_png_is_uploaded_as_a_smaller_jpeg(chat: ChatPage, fake: FakeVLLM, tmp_path: Path) -> None:
+def test_a_photo_pasted_as_png_is_uploaded_as_a_smaller_jpeg(
+    chat: ChatPage, fake: FakeVLLM, tmp_path: Path
+) -> None:
     """What the browser gives for a copied photo: a PNG of several bytes a pixel."""
     picture = imagecorpus.photo(4000, 3000).convert("RGBA")
     picture.paste((0, 0, 0, 0), (0, 0, 1000, 750))  # a transparent top-left corner
@@ -96,7 +109,11 @@ def test_a_photo_pasted_as_png_is_uploaded_as_a_smaller_jpeg(chat: ChatPage, fak
     assert name == "image.jpg"
     with Image.open(io.BytesIO(uploads.files[name])) as image:
         assert (image.format, image.size) == ("JPEG", (2048, 1536))
-        assert image.convert("RGB").getpixel((100, 100)) >= (250, 250, 250)  # transparent became white
+        assert image.convert("RGB").getpixel((100, 100)) >= (
+            250,
+            250,
+            250,
+        )  # transparent became white
     assert len(fake.requests) == 1
 
 
@@ -122,7 +139,9 @@ def test_screenshots_small_photos_and_undecodable_files_go_as_they_are(
     shown = question.locator("img").evaluate_all("images => images.map(i => i.src)")
     stored = {chat.page.request.get(url).body() for url in shown}
     assert stored == set(files.values())
-    assert chat.answers.filter(has_text="page.jpg").count() == 1  # the app, not the browser, refuses it
+    assert (
+        chat.answers.filter(has_text="page.jpg").count() == 1
+    )  # the app, not the browser, refuses it
     (request,) = fake.requests
     assert count_images(request["messages"]) == 2
 
@@ -136,7 +155,9 @@ def test_a_heic_photo_shows_in_the_chat(chat: ChatPage, fake: FakeVLLM, tmp_path
     chat.wait_until_idle()
     picture = chat.page.locator(QUESTIONS).last.locator("img")
     expect(picture).to_be_visible()
-    wait_until(lambda: picture.evaluate("i => i.complete && i.naturalWidth") == 1024, "the photo is shown")
+    wait_until(
+        lambda: picture.evaluate("i => i.complete && i.naturalWidth") == 1024, "the photo is shown"
+    )
     chat.screenshot("heic-shown")
     (request,) = fake.requests
     assert count_images(request["messages"]) == 1

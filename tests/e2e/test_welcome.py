@@ -16,9 +16,9 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import BrowserContext, Page, expect
 
-from handlers.i18n import translate
-from handlers.prompts import preset_instruction
-from handlers.welcome import STARTER_TASKS
+from handlers.chat.welcome import STARTER_TASKS
+from handlers.core.i18n import translate
+from handlers.core.prompts import preset_instruction
 from tests.e2e.chat_page import TIMEOUT_MS, ChatPage, LoginPage, wait_until
 from tests.fake_vllm import FakeVLLM
 
@@ -29,8 +29,12 @@ THEME = json.loads((REPO / "public" / "theme.json").read_text(encoding="utf-8"))
 
 
 def open_welcome(
-    new_context: Callable[..., BrowserContext], app_url: str, signed_in, artifacts: Path,
-    locale: str, theme: str,
+    new_context: Callable[..., BrowserContext],
+    app_url: str,
+    signed_in,
+    artifacts: Path,
+    locale: str,
+    theme: str,
 ) -> ChatPage:
     """The empty chat in `theme`, as the person's theme switch leaves it (Chainlit
     keeps the choice in localStorage; with none, it shows its default, dark)."""
@@ -59,42 +63,66 @@ def test_the_welcome_shows_the_apps_logo_and_five_starters_in_the_persons_langua
     labels = [translate(f"starter.{task}.label", locale) for task in STARTER_TASKS]
     expect(page.locator(STARTERS)).to_have_text(labels)
     for task, icon in zip(STARTER_TASKS, page.locator(f"{STARTERS} img").all()):
-        assert served(page, icon.get_attribute("src")) == (REPO / "public" / "icons" / f"{task}.svg").read_bytes()
+        assert (
+            served(page, icon.get_attribute("src"))
+            == (REPO / "public" / "icons" / f"{task}.svg").read_bytes()
+        )
         assert icon.evaluate("image => image.naturalWidth") > 0
 
     logo = page.locator(WELCOME_LOGO)
     expect(logo).to_be_visible()
     assert f"theme={theme}" in logo.get_attribute("src")
     assert logo.evaluate("image => image.complete && image.naturalWidth") > 0
-    assert served(page, logo.get_attribute("src")) == (REPO / "public" / f"logo_{theme}.svg").read_bytes()
+    assert (
+        served(page, logo.get_attribute("src"))
+        == (REPO / "public" / f"logo_{theme}.svg").read_bytes()
+    )
 
     expect(page).to_have_title("Visual Assistant")
     favicon = urljoin(page.url, page.locator("link[rel=icon]").get_attribute("href"))
     assert served(page, favicon) == (REPO / "public" / "favicon.svg").read_bytes()
     expect(page.locator("#chat-input")).to_have_attribute(
-        "placeholder", "把图片拖到这里并提问，或输入 / 选择任务…" if locale == "zh-CN"
-        else "Drop images here and ask about them, or type / for a task…"
+        "placeholder",
+        "把图片拖到这里并提问，或输入 / 选择任务…"
+        if locale == "zh-CN"
+        else "Drop images here and ask about them, or type / for a task…",
     )
-    primary = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary')")
-    assert primary.strip() == THEME["variables"][theme]["--primary"]  # the brand's colour, not Chainlit's pink
+    primary = page.evaluate(
+        "getComputedStyle(document.documentElement).getPropertyValue('--primary')"
+    )
+    assert (
+        primary.strip() == THEME["variables"][theme]["--primary"]
+    )  # the brand's colour, not Chainlit's pink
     chat.screenshot(f"welcome-{locale}-{theme}")
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_the_login_page_shows_the_apps_logo(new_context, app_url, artifacts, fake: FakeVLLM, theme: str):
+def test_the_login_page_shows_the_apps_logo(
+    new_context, app_url, artifacts, fake: FakeVLLM, theme: str
+):
     context = new_context(locale="en-US")
     context.add_init_script(f"localStorage.setItem('vite-ui-theme', '{theme}')")
     page = context.new_page()
     page.goto(app_url)
-    expect(page.locator("#email")).to_be_visible(timeout=TIMEOUT_MS)  # not signed in: the login form
+    expect(page.locator("#email")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )  # not signed in: the login form
     expect(page.get_by_text("Sign in to Visual Assistant")).to_be_visible()
-    expect(page.get_by_text("User name")).to_be_visible()  # people sign in with a name, not an e-mail
+    expect(
+        page.get_by_text("User name")
+    ).to_be_visible()  # people sign in with a name, not an e-mail
     logo = page.locator("img.logo")
     expect(logo).to_be_visible()
     assert logo.evaluate("image => image.complete && image.naturalWidth") > 0
-    assert served(page, logo.get_attribute("src")) == (REPO / "public" / f"logo_{theme}.svg").read_bytes()
+    assert (
+        served(page, logo.get_attribute("src"))
+        == (REPO / "public" / f"logo_{theme}.svg").read_bytes()
+    )
     picture = page.locator("img[alt=Image]")  # the other half of the page
-    assert served(page, urljoin(page.url, picture.get_attribute("src"))) == (REPO / "public" / "login.svg").read_bytes()
+    assert (
+        served(page, urljoin(page.url, picture.get_attribute("src")))
+        == (REPO / "public" / "login.svg").read_bytes()
+    )
     expect(page).to_have_title("Visual Assistant")
     page.screenshot(path=artifacts / f"welcome-login-{theme}.png")
 
@@ -133,7 +161,10 @@ def shelf_photo(path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(not os.environ.get("README_SCREENSHOT"), reason="set README_SCREENSHOT=1 to retake docs/screenshot.png")
+@pytest.mark.skipif(
+    not os.environ.get("README_SCREENSHOT"),
+    reason="set README_SCREENSHOT=1 to retake docs/screenshot.png",
+)
 def test_readme_screenshot(launch_app, vllm_port, new_context, artifacts, fake: FakeVLLM, tmp_path):
     """docs/screenshot.png: the welcome of someone new (no chats yet, light theme), a photo
     dropped and a question typed, not yet sent. `README_SCREENSHOT=1 .venv/bin/python -m

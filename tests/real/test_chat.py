@@ -13,8 +13,8 @@ import chainlit as cl
 import pytest
 
 import chainlit_app
-from handlers.chat import ChatSession
-from handlers.i18n import translate
+from handlers.chat.turn import ChatSession
+from handlers.core.i18n import translate
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 from tests.mediacorpus import write_video
@@ -56,12 +56,16 @@ async def test_a_follow_up_still_sends_the_photo_and_comes_from_the_cache(chat, 
     first = await ask(chat, "What is this?", [photo(tmp_path, "a.jpg")])
     follow_up = await ask(chat, "What colour is it?")
     assert follow_up.reported == follow_up.counted > first.counted  # the photo is still in it
-    assert follow_up.cached >= first.counted - 64  # the first request, photo included, was not redone
+    assert (
+        follow_up.cached >= first.counted - 64
+    )  # the first request, photo included, was not redone
 
 
 async def test_five_images_in_one_message_send_four_and_say_so(chat, tmp_path):
-    files = [photo(tmp_path, f"p{n}.jpg", size=(1024, 768), colour=c)
-             for n, c in enumerate(["red", "green", "blue", "white", "black"])]
+    files = [
+        photo(tmp_path, f"p{n}.jpg", size=(1024, 768), colour=c)
+        for n, c in enumerate(["red", "green", "blue", "white", "black"])
+    ]
     usage = await ask(chat, "Compare these.", files)
     assert usage.reported == usage.counted >= 4 * IMAGE_TOKENS
     assert usage.counted < 5 * IMAGE_TOKENS
@@ -82,20 +86,33 @@ async def test_a_prompt_over_the_servers_context_gets_the_apps_message(real_app)
 
 
 @pytest.mark.parametrize("placement", ["first", "last"])
-async def test_the_apps_token_count_is_vllms_on_every_turn_of_a_long_chat(real_app, tmp_path, placement):
+async def test_the_apps_token_count_is_vllms_on_every_turn_of_a_long_chat(
+    real_app, tmp_path, placement
+):
     await real_app(SYSTEM_PROMPT_PLACEMENT=placement)
     chat = ChatHarness("zh-CN")
     await chat.start()
     turns = [
         ("这张照片里有什么？", [photo(tmp_path, "街道.jpg", size=(3000, 2000))]),
-        ("Describe the second one, and compare.", [photo(tmp_path, "b.png", size=(800, 1200), colour="blue"),
-                                                    photo(tmp_path, "c.jpg", size=(640, 480), colour="green")]),
+        (
+            "Describe the second one, and compare.",
+            [
+                photo(tmp_path, "b.png", size=(800, 1200), colour="blue"),
+                photo(tmp_path, "c.jpg", size=(640, 480), colour="green"),
+            ],
+        ),
         ("颜色呢？请用中文回答。", []),
-        ("", [photo(tmp_path, "d.jpg", size=(1500, 1500), colour="white")]),  # images alone: described
+        (
+            "",
+            [photo(tmp_path, "d.jpg", size=(1500, 1500), colour="white")],
+        ),  # images alone: described
         ("And now count everything.", [photo(tmp_path, "e.jpg", size=(200, 100))]),
         ("最后一个问题：一共几张图？", []),
         # frames labelled with their times: text parts that images separate
-        ("What happens in this clip?", [write_video(tmp_path / "clip.mp4", seconds=8, size=(320, 180))]),
+        (
+            "What happens in this clip?",
+            [write_video(tmp_path / "clip.mp4", seconds=8, size=(320, 180))],
+        ),
     ]
     for text, files in turns:
         usage = await ask(chat, text, files)
@@ -104,7 +121,9 @@ async def test_the_apps_token_count_is_vllms_on_every_turn_of_a_long_chat(real_a
     assert usage.reported == usage.counted
 
 
-async def test_stop_aborts_the_request_on_the_server(real_app, real_vllm: RealVLLM, running_requests, tmp_path):
+async def test_stop_aborts_the_request_on_the_server(
+    real_app, real_vllm: RealVLLM, running_requests, tmp_path
+):
     await real_app(MAX_TOKENS="8000")  # ~30 s of tokens on this CPU: time to catch it running
     chat = ChatHarness()
     await chat.start()
@@ -142,7 +161,9 @@ async def _streamed_something(chat: ChatHarness) -> None:
     raise AssertionError("no token was streamed")
 
 
-async def test_a_chat_resumed_after_a_restart_sends_the_same_prompt_and_hits_the_cache(real_app, tmp_path):
+async def test_a_chat_resumed_after_a_restart_sends_the_same_prompt_and_hits_the_cache(
+    real_app, tmp_path
+):
     await real_app()
     alice = await chainlit_app.services().data_layer.create_user(cl.User(identifier="alice"))
     chat = ChatHarness(user=alice)

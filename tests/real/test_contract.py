@@ -28,8 +28,7 @@ import openai
 import pytest
 from PIL import Image
 
-from handlers.counting import RESPONSE_FORMAT, SCHEMA, parse_count
-
+from handlers.chat.counting import RESPONSE_FORMAT, SCHEMA, parse_count
 from tests.fake_vllm import FakeVLLM
 from tests.real_vllm import RealVLLM
 
@@ -64,8 +63,9 @@ def server(request) -> Iterator[Server]:
 
 @pytest.fixture
 async def client(server: Server):
-    async with openai.AsyncOpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0,
-                                  timeout=120) as openai_client:
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url, api_key=server.api_key, max_retries=0, timeout=120
+    ) as openai_client:
         yield openai_client
 
 
@@ -91,7 +91,12 @@ async def test_health_is_open_and_models_lists_the_model_with_its_context(server
         models = (await raw.get(server.base_url + "/models", headers=server.headers)).json()
     assert (health.status_code, health.content) == (200, b"")
     [card] = models["data"]
-    assert (card["id"], card["object"], card["owned_by"], card["max_model_len"]) == (MODEL, "model", "vllm", 65536)
+    assert (card["id"], card["object"], card["owned_by"], card["max_model_len"]) == (
+        MODEL,
+        "model",
+        "vllm",
+        65536,
+    )
 
 
 async def test_a_wrong_or_missing_key_gets_vllms_flat_401_body(server):
@@ -100,21 +105,34 @@ async def test_a_wrong_or_missing_key_gets_vllms_flat_401_body(server):
             models = await raw.get(server.base_url + "/models", headers=headers)
             chat = await raw.post(server.base_url + "/chat/completions", headers=headers, json={})
             for response in (models, chat):
-                assert (response.status_code, response.content) == (401, b'{"error":"Unauthorized"}')
+                assert (response.status_code, response.content) == (
+                    401,
+                    b'{"error":"Unauthorized"}',
+                )
 
 
 async def test_the_raw_stream_is_sse_with_a_usage_chunk_and_done(server):
-    body = {"model": MODEL, "messages": [USER], "stream": True, "max_tokens": 6,
-            "stream_options": {"include_usage": True}}
-    async with httpx.AsyncClient(timeout=120) as raw:
-        async with raw.stream("POST", server.base_url + "/chat/completions", json=body,
-                              headers=server.headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            lines = [line async for line in response.aiter_lines() if line]
+    body = {
+        "model": MODEL,
+        "messages": [USER],
+        "stream": True,
+        "max_tokens": 6,
+        "stream_options": {"include_usage": True},
+    }
+    async with (
+        httpx.AsyncClient(timeout=120) as raw,
+        raw.stream(
+            "POST", server.base_url + "/chat/completions", json=body, headers=server.headers
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.aiter_lines() if line]
     assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
     events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
-    assert all(e["object"] == "chat.completion.chunk" and e["id"].startswith("chatcmpl-") for e in events)
+    assert all(
+        e["object"] == "chat.completion.chunk" and e["id"].startswith("chatcmpl-") for e in events
+    )
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     *answer, usage = events
     reasons = [e["choices"][0]["finish_reason"] for e in answer]
@@ -140,7 +158,10 @@ async def test_the_image_limit_counts_the_whole_history_with_vllms_words(client)
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(client, messages=[*history, with_images(2)])
     error = caught.value
-    assert error.body["message"] == "At most 4 image(s) may be provided in one prompt. (parameter=image)"
+    assert (
+        error.body["message"]
+        == "At most 4 image(s) may be provided in one prompt. (parameter=image)"
+    )
     assert (error.param, error.type, error.code) == ("image", "BadRequestError", "400")
 
 
@@ -150,8 +171,12 @@ async def test_a_prompt_over_the_context_gets_vllms_words(client):
         await ask(client, messages=[{"role": "user", "content": long_text}])
     error = caught.value
     message = error.body["message"]
-    assert message.startswith("This model's maximum context length is 65536 tokens. However, your prompt contains ")
-    assert "Please reduce the length of the input prompt. (parameter=input_tokens, value=" in message
+    assert message.startswith(
+        "This model's maximum context length is 65536 tokens. However, your prompt contains "
+    )
+    assert (
+        "Please reduce the length of the input prompt. (parameter=input_tokens, value=" in message
+    )
     assert (error.param, error.type, error.code) == ("input_tokens", "BadRequestError", "400")
 
 
@@ -159,8 +184,10 @@ async def test_max_tokens_over_the_context_gets_vllms_words(client):
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(client, max_tokens=70000)
     error = caught.value
-    assert error.body["message"] == ("max_tokens=70000 cannot be greater than max_model_len=65536. Please "
-                                     "request fewer output tokens. (parameter=max_tokens, value=70000)")
+    assert error.body["message"] == (
+        "max_tokens=70000 cannot be greater than max_model_len=65536. Please "
+        "request fewer output tokens. (parameter=max_tokens, value=70000)"
+    )
     assert (error.param, error.type, error.code) == ("max_tokens", "BadRequestError", "400")
 
 
@@ -181,8 +208,12 @@ async def test_an_unknown_model_is_not_found(client):
 
 
 async def test_an_undecodable_image_is_a_bad_request(client):
-    broken = {"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}]}
+    broken = {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+        ],
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         await ask(client, messages=[broken])
     assert caught.value.type == "BadRequestError"
@@ -194,13 +225,19 @@ ANSWER_SO_FAR = {"role": "assistant", "content": "The picture shows"}
 async def test_a_final_answer_is_continued_only_when_asked_so(client):
     """What the Continue button sends (`continue_final_message`, no generation prompt) is served;
     a final answer without it, or both flags, are refused."""
-    stream = await ask(client, messages=[USER, ANSWER_SO_FAR], stream=True,
-                       extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    stream = await ask(
+        client,
+        messages=[USER, ANSWER_SO_FAR],
+        stream=True,
+        extra_body={"continue_final_message": True, "add_generation_prompt": False},
+    )
     async for _ in stream:
         pass
     both = "Cannot set both `add_generation_prompt` and `continue_final_message` to True."
-    for extra, words in (({}, "Consider using `continue_final_message` instead."),
-                         ({"continue_final_message": True}, both)):
+    for extra, words in (
+        ({}, "Consider using `continue_final_message` instead."),
+        ({"continue_final_message": True}, both),
+    ):
         with pytest.raises(openai.BadRequestError) as caught:
             await ask(client, messages=[USER, ANSWER_SO_FAR], extra_body=extra)
         assert words in caught.value.body["message"]
@@ -208,7 +245,9 @@ async def test_a_final_answer_is_continued_only_when_asked_so(client):
 
 async def streamed(client, messages, **options) -> tuple[str, str | None, object]:
     """A streamed answer's text, its finish reason and its usage."""
-    stream = await ask(client, messages=messages, stream=True, stream_options={"include_usage": True}, **options)
+    stream = await ask(
+        client, messages=messages, stream=True, stream_options={"include_usage": True}, **options
+    )
     pieces, finish, usage = [], None, None
     async for chunk in stream:
         usage = chunk.usage or usage
@@ -225,13 +264,17 @@ async def test_a_json_schema_response_format_streams_json_of_that_schema(client)
         client, [with_images(2)], max_tokens=2000, response_format=RESPONSE_FORMAT, temperature=0.3
     )
     assert finish == "stop" and usage.completion_tokens > 1
-    jsonschema.validate(json.loads(text, strict=False), SCHEMA)  # xgrammar lets a raw tab into a string
+    jsonschema.validate(
+        json.loads(text, strict=False), SCHEMA
+    )  # xgrammar lets a raw tab into a string
     assert parse_count(text) is not None
 
 
 async def test_a_json_schema_response_format_does_not_change_the_prompt(client):
     plain = await streamed(client, [with_images(1)], max_tokens=4)
-    structured = await streamed(client, [with_images(1)], max_tokens=4, response_format=RESPONSE_FORMAT)
+    structured = await streamed(
+        client, [with_images(1)], max_tokens=4, response_format=RESPONSE_FORMAT
+    )
     assert structured[2].prompt_tokens == plain[2].prompt_tokens
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import chainlit as cl
 
 import chainlit_app
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 from tests.real.test_chat import ask

@@ -3,14 +3,15 @@ fix when the app's settings and the server disagree (the server's own words)."""
 
 from __future__ import annotations
 
-from handlers import doctor
-from handlers.settings import load_settings
+from handlers.core.settings import load_settings
+from handlers.ops import doctor
 from tests.real_vllm import RealVLLM
 
 
 async def check(real_vllm: RealVLLM, **environ: str) -> dict[str, doctor.CheckResult]:
     settings = load_settings(
-        {"VLLM_BASE_URL": real_vllm.base_url, "VLLM_API_KEY": real_vllm.api_key, **environ}, env_file=None
+        {"VLLM_BASE_URL": real_vllm.base_url, "VLLM_API_KEY": real_vllm.api_key, **environ},
+        env_file=None,
     )
     [report] = await doctor.run(settings, timeout=60.0)
     return {result.name: result for result in report.results}
@@ -38,7 +39,11 @@ async def test_an_image_limit_of_8_against_the_servers_4_fails_both_image_checks
     results = await check(real_vllm, MAX_IMAGES_PER_REQUEST="8")
     assert results["images"].status == "FAIL" and "At most 4 image(s)" in results["images"].detail
     limit = results["image limit"]
-    assert limit.status == "FAIL" and "allows 4" in limit.detail and "MAX_IMAGES_PER_REQUEST=4" in limit.fix
+    assert (
+        limit.status == "FAIL"
+        and "allows 4" in limit.detail
+        and "MAX_IMAGES_PER_REQUEST=4" in limit.fix
+    )
 
 
 async def test_a_wrong_key_fails_with_the_fix_and_skips_the_rest(real_vllm):

@@ -29,4 +29,6 @@ def test_the_cpu_builds_workarounds_are_still_needed():
     real_vllm.ensure_venv()
     needed = real_vllm.workarounds_needed()
     assert set(needed) == {*real_vllm.UNINSTALLED, "torchvision"}
-    assert all(needed.values()), f"no longer needed, remove: {[k for k, v in needed.items() if not v]}"
+    assert all(needed.values()), (
+        f"no longer needed, remove: {[k for k, v in needed.items() if not v]}"
+    )

@@ -57,9 +57,13 @@ async def live_app(start_app, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     marker = request.node.get_closest_marker("app_env")
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "security-tests-secret-" + "x" * 32)
     await start_app(**(marker.kwargs if marker else {}))
-    monkeypatch.setattr(sio.eio, "ping_interval", 1)  # a closed socket's ping task ends within 1 s, not 25
+    monkeypatch.setattr(
+        sio.eio, "ping_interval", 1
+    )  # a closed socket's ping task ends within 1 s, not 25
     server = uvicorn.Server(
-        uvicorn.Config(chainlit_server, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+        uvicorn.Config(
+            chainlit_server, host="127.0.0.1", port=0, lifespan="off", log_level="warning"
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -70,9 +74,14 @@ async def live_app(start_app, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     finally:
         server.should_exit = True
         await serving
-        if sio.eio.service_task_handle is not None:  # engine.io's ping monitor, started by a connection
+        if (
+            sio.eio.service_task_handle is not None
+        ):  # engine.io's ping monitor, started by a connection
             await sio.shutdown()
-            sio.eio.service_task_event, sio.eio.start_service_task = None, True  # the next one restarts it
+            sio.eio.service_task_event, sio.eio.start_service_task = (
+                None,
+                True,
+            )  # the next one restarts it
 
 
 def cookie_for(identifier: str) -> str:
@@ -92,11 +101,22 @@ class Tab:
         self.sio.on("*", lambda event, data=None: self.events.append((event, data)))
 
     async def connect(self, origin: str | None = None, thread_id: str = "") -> None:
-        auth = {"clientType": "webapp", "sessionId": self.session_id, "threadId": thread_id,
-                "userEnv": json.dumps({}), "chatProfile": ""}
+        auth = {
+            "clientType": "webapp",
+            "sessionId": self.session_id,
+            "threadId": thread_id,
+            "userEnv": json.dumps({}),
+            "chatProfile": "",
+        }
         headers = {**self.headers, **({"Origin": origin} if origin else {})}
-        await self.sio.connect(self.app.base_url, socketio_path=SOCKET_PATH, auth=auth,
-                               headers=headers, transports=["websocket"], wait_timeout=WAIT_S)
+        await self.sio.connect(
+            self.app.base_url,
+            socketio_path=SOCKET_PATH,
+            auth=auth,
+            headers=headers,
+            transports=["websocket"],
+            wait_timeout=WAIT_S,
+        )
         await self.sio.emit("connection_successful")
 
     async def close(self) -> None:
@@ -109,24 +129,40 @@ class Tab:
     async def upload(self, name: str, data: bytes, mime: str) -> str:
         form = aiohttp.FormData()
         form.add_field("file", data, filename=name, content_type=mime)
-        async with self.http.post(f"{self.app.base_url}/project/file",
-                                  params={"session_id": self.session_id}, data=form) as response:
+        async with self.http.post(
+            f"{self.app.base_url}/project/file", params={"session_id": self.session_id}, data=form
+        ) as response:
             assert response.status == 200, await response.text()
             return (await response.json())["id"]
 
     async def send(self, text: str, file_ids=(), **fields) -> str:
         """A message as the page sends it; `fields` replace what the page would put in it."""
-        message = {"threadId": "", "id": str(uuid.uuid4()), "name": "User", "type": "user_message",
-                   "output": text, "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                   "metadata": {"location": f"{self.app.base_url}/"}, **fields}
-        await self.sio.emit("client_message", {"message": message,
-                                               "fileReferences": [{"id": i} for i in file_ids]})
+        message = {
+            "threadId": "",
+            "id": str(uuid.uuid4()),
+            "name": "User",
+            "type": "user_message",
+            "output": text,
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "metadata": {"location": f"{self.app.base_url}/"},
+            **fields,
+        }
+        await self.sio.emit(
+            "client_message", {"message": message, "fileReferences": [{"id": i} for i in file_ids]}
+        )
         return message["id"]
 
     async def answered(self, message_id: str) -> None:
         """Until the app is done with `message_id` (the run step around on_message ends)."""
-        await self.wait_for(lambda e, d: e == "update_message" and isinstance(d, dict)
-                            and d.get("type") == "run" and d.get("parentId") == message_id and d.get("end"))
+        await self.wait_for(
+            lambda e, d: (
+                e == "update_message"
+                and isinstance(d, dict)
+                and d.get("type") == "run"
+                and d.get("parentId") == message_id
+                and d.get("end")
+            )
+        )
 
     async def wait_for(self, happened: Callable[[str, object], bool]) -> tuple[str, object]:
         deadline = time.monotonic() + WAIT_S
@@ -139,8 +175,13 @@ class Tab:
 
     def said(self) -> list[str]:
         """The texts of the messages the app sent (new or streamed), in order."""
-        return [d.get("output", "") for e, d in self.events
-                if e in ("new_message", "stream_start") and isinstance(d, dict) and d.get("type") != "user_message"]
+        return [
+            d.get("output", "")
+            for e, d in self.events
+            if e in ("new_message", "stream_start")
+            and isinstance(d, dict)
+            and d.get("type") != "user_message"
+        ]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ Through the app's callbacks in a real Chainlit websocket context
 from __future__ import annotations
 
 import chainlit_app
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 from tests.app_helpers import photo, sent_images, sent_text
 from tests.chainlit_harness import ChatHarness
 
@@ -16,7 +16,9 @@ def turns_of(chat: ChatHarness) -> list:
     return chainlit_app._chats.get(chat.session.id).conversation.turns
 
 
-async def test_a_chat_kept_going_past_its_message_limit_is_asked_to_start_anew(start_app, fake_vllm):
+async def test_a_chat_kept_going_past_its_message_limit_is_asked_to_start_anew(
+    start_app, fake_vllm
+):
     await start_app(MAX_CHAT_MESSAGES="3")
     chat = ChatHarness()
     await chat.start()
@@ -28,7 +30,9 @@ async def test_a_chat_kept_going_past_its_message_limit_is_asked_to_start_anew(s
     assert len(turns_of(chat)) == kept and len(fake_vllm.requests) == asked
 
 
-async def test_images_past_the_chats_limit_are_not_kept_and_the_text_still_goes(start_app, fake_vllm, tmp_path):
+async def test_images_past_the_chats_limit_are_not_kept_and_the_text_still_goes(
+    start_app, fake_vllm, tmp_path
+):
     await start_app(MAX_CHAT_IMAGES="2")
     chat = ChatHarness()
     await chat.start()

@@ -7,21 +7,20 @@ against the fake vLLM server on loopback, and Chainlit's HTTP routes.
 
 from __future__ import annotations
 
-import time
-import uuid
-
 import functools
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from handlers.i18n import translate
+from handlers.core.i18n import translate
 
 PASSWORD = "s3cret-pass"
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +54,14 @@ def test_another_local_account_cannot_read_the_env_file_setup_writes(tmp_path):
     python.parent.mkdir(parents=True)
     python.write_text(f'#!/bin/sh\n[ "$1" = "-m" ] && exit 0\nexec {sys.executable} "$@"\n')
     python.chmod(0o755)
-    run = functools.partial(subprocess.run, ["bash", "scripts/setup.sh"], cwd=tmp_path, check=True,
-                            capture_output=True, env={"PATH": os.environ["PATH"]})
+    run = functools.partial(
+        subprocess.run,
+        ["bash", "scripts/setup.sh"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"]},
+    )
     run(preexec_fn=lambda: os.umask(0o022))
     env = tmp_path / ".env"
     assert "CHAINLIT_AUTH_SECRET=" in env.read_text()
@@ -103,20 +108,28 @@ async def test_a_deleted_chat_leaves_no_prepared_images_on_disk(start_app, monke
     await chat.send("What is this?", [photo(tmp_path, "passport.jpg")])
     await settle()
     prepared = tmp_path / "data" / "prepared"
-    assert [p for p in prepared.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))  # kept for a resume
+    assert [p for p in prepared.rglob("*") if p.is_file()], list(
+        tmp_path.rglob("*")
+    )  # kept for a resume
 
-    token = create_jwt(cl.User(identifier="alice", metadata={"provider": "password", "signed_in_at": time.time()}))
+    token = create_jwt(
+        cl.User(identifier="alice", metadata={"provider": "password", "signed_in_at": time.time()})
+    )
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.request(
-            "DELETE", "/project/thread", json={"threadId": chat.session.thread_id},
+            "DELETE",
+            "/project/thread",
+            json={"threadId": chat.session.thread_id},
             headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 200, response.text
     assert list(prepared.rglob("*")) == []
 
 
-async def test_a_download_asked_in_another_persons_thread_gets_nothing_of_it(live_app, tabs, fake_vllm) -> None:
+async def test_a_download_asked_in_another_persons_thread_gets_nothing_of_it(
+    live_app, tabs, fake_vllm
+) -> None:
     """The page names its thread when it connects: Mallory names Alice's to ask for
     `/download` there. Chainlit refuses the connection; in a new chat of her own
     (not saved yet), `/download` refuses too, and gives nothing of Alice's."""
@@ -126,8 +139,11 @@ async def test_a_download_asked_in_another_persons_thread_gets_nothing_of_it(liv
     alice = await tabs("alice", thread_id=thread_id)
     asked = await alice.send("My salary slip says 4321.")
     await alice.answered(asked)
-    await live_app.rows('SELECT id FROM threads WHERE id = :id AND "userIdentifier" = :who',
-                        id=thread_id, who="alice")
+    await live_app.rows(
+        'SELECT id FROM threads WHERE id = :id AND "userIdentifier" = :who',
+        id=thread_id,
+        who="alice",
+    )
 
     with pytest.raises(socketio.exceptions.ConnectionError):
         await tabs("mallory", thread_id=thread_id)

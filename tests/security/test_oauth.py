@@ -24,8 +24,8 @@ from chainlit.server import app as chainlit_server
 from chainlit.user import User
 
 import chainlit_app
-from handlers.settings import load_settings
-from handlers.sign_in import oauth_user
+from handlers.core.settings import load_settings
+from handlers.web.sign_in import oauth_user
 
 SECRET = "oauth-test-secret-" + "x" * 32
 
@@ -35,12 +35,22 @@ def github_user(login: str, *emails: tuple[str, bool]) -> dict:
         "login": login,
         "id": 583231,
         "avatar_url": f"https://avatars.example/{login}",
-        "emails": [{"email": e, "verified": v, "primary": i == 0, "visibility": None} for i, (e, v) in enumerate(emails)],
+        "emails": [
+            {"email": e, "verified": v, "primary": i == 0, "visibility": None}
+            for i, (e, v) in enumerate(emails)
+        ],
     }
 
 
 def google_user(email: str, verified: bool) -> dict:
-    return {"id": "1234", "email": email, "verified_email": verified, "name": "A", "picture": "https://p.example/a", "hd": email.split("@")[1]}
+    return {
+        "id": "1234",
+        "email": email,
+        "verified_email": verified,
+        "name": "A",
+        "picture": "https://p.example/a",
+        "hd": email.split("@")[1],
+    }
 
 
 def settings(**environ: str):
@@ -67,7 +77,11 @@ def test_with_no_allow_list_no_account_at_the_provider_gets_in(provider, raw):
     ("provider", "raw", "admitted"),
     [
         ("github", github_user("alice", ("alice@example.com", True)), True),
-        ("github", github_user("mallory", ("mallory@example.com", False), ("m@gmail.com", True)), False),
+        (
+            "github",
+            github_user("mallory", ("mallory@example.com", False), ("m@gmail.com", True)),
+            False,
+        ),
         ("github", github_user("mallory", ("mallory@example.com.evil.io", True)), False),
         ("google", google_user("alice@example.com", True), True),
         ("google", google_user("mallory@example.com", False), False),
@@ -75,18 +89,30 @@ def test_with_no_allow_list_no_account_at_the_provider_gets_in(provider, raw):
     ],
 )
 def test_only_a_verified_address_in_an_allowed_domain_admits(provider, raw, admitted):
-    user = oauth_user(provider, raw, default_for(provider, raw), settings(OAUTH_ALLOWED_DOMAINS="Example.com"))
+    user = oauth_user(
+        provider, raw, default_for(provider, raw), settings(OAUTH_ALLOWED_DOMAINS="Example.com")
+    )
     assert (user is not None) is admitted
 
 
 def test_an_allowed_account_is_named_by_its_provider_not_as_a_password_user():
     raw = github_user("alice")  # no verified address: admitted by name only
-    user = oauth_user("github", raw, default_for("github", raw), settings(OAUTH_ALLOWED_USERS="github:Alice"))
+    user = oauth_user(
+        "github", raw, default_for("github", raw), settings(OAUTH_ALLOWED_USERS="github:Alice")
+    )
     assert user.identifier == "github:alice" and user.display_name == "alice"
     assert user.metadata["provider"] == "github" and user.metadata["signed_in_at"] > 0
-    assert oauth_user("github", raw, default_for("github", raw), settings(OAUTH_ALLOWED_USERS="alice")) is None
+    assert (
+        oauth_user("github", raw, default_for("github", raw), settings(OAUTH_ALLOWED_USERS="alice"))
+        is None
+    )
     google = google_user("alice@example.com", True)
-    admitted = oauth_user("google", google, default_for("google", google), settings(OAUTH_ALLOWED_DOMAINS="example.com"))
+    admitted = oauth_user(
+        "google",
+        google,
+        default_for("google", google),
+        settings(OAUTH_ALLOWED_DOMAINS="example.com"),
+    )
     assert admitted.identifier == "google:alice@example.com"
 
 
@@ -101,10 +127,16 @@ def fake_github(monkeypatch) -> Iterator[dict]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._send("application/x-www-form-urlencoded", b"access_token=gho_fake&token_type=bearer")
+            self._send(
+                "application/x-www-form-urlencoded", b"access_token=gho_fake&token_type=bearer"
+            )
 
         def do_GET(self):
-            body = account["emails"] if self.path.endswith("/emails") else {k: v for k, v in account.items() if k != "emails"}
+            body = (
+                account["emails"]
+                if self.path.endswith("/emails")
+                else {k: v for k, v in account.items() if k != "emails"}
+            )
             self._send("application/json", json.dumps(body).encode())
 
         def _send(self, kind: str, body: bytes) -> None:
@@ -144,7 +176,9 @@ async def github_callback() -> httpx.Response:
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         client.cookies.set("oauth_state", "state-1")
-        return await client.get("/auth/oauth/github/callback", params={"code": "c", "state": "state-1"})
+        return await client.get(
+            "/auth/oauth/github/callback", params={"code": "c", "state": "state-1"}
+        )
 
 
 async def test_a_stranger_with_a_github_account_is_sent_back_to_sign_in(oauth_app):
@@ -157,7 +191,9 @@ async def test_a_stranger_with_a_github_account_is_sent_back_to_sign_in(oauth_ap
 async def test_github_alice_does_not_become_the_password_user_alice(oauth_app):
     oauth_app.update(github_user("alice", ("alice@example.com", True)))
     response = await github_callback()
-    assert response.status_code == 302 and response.headers["location"].startswith("/login/callback")
+    assert response.status_code == 302 and response.headers["location"].startswith(
+        "/login/callback"
+    )
     claims = jwt.decode(response.cookies["access_token"], SECRET, algorithms=["HS256"])
     assert claims["identifier"] == "github:alice" and claims["metadata"]["provider"] == "github"
     password_row = await chainlit_app.services().data_layer.get_user("alice")

@@ -39,12 +39,22 @@ async def test_deleting_another_persons_file_is_not_found(live_app, tabs) -> Non
     alice, mallory = await tabs("alice"), await tabs("mallory")
     element = await alices_photo(live_app, alice)
     photo = stored_file(live_app, element).read_bytes()
-    forged = {"id": element["id"], "type": "custom", "name": "x", "display": "inline", "threadId": element["threadId"]}
-    async with mallory.http.delete(f"{live_app.base_url}/project/element",
-                                   json={"element": forged, "sessionId": mallory.session_id}) as response:
+    forged = {
+        "id": element["id"],
+        "type": "custom",
+        "name": "x",
+        "display": "inline",
+        "threadId": element["threadId"],
+    }
+    async with mallory.http.delete(
+        f"{live_app.base_url}/project/element",
+        json={"element": forged, "sessionId": mallory.session_id},
+    ) as response:
         assert response.status == 404
-    async with mallory.http.put(f"{live_app.base_url}/project/element",
-                                json={"element": forged, "sessionId": mallory.session_id}) as response:
+    async with mallory.http.put(
+        f"{live_app.base_url}/project/element",
+        json={"element": forged, "sessionId": mallory.session_id},
+    ) as response:
         assert response.status == 404
     assert stored_file(live_app, element).read_bytes() == photo
     assert await live_app.sql('SELECT "id" FROM elements WHERE "id" = :id', id=element["id"])
@@ -53,10 +63,19 @@ async def test_deleting_another_persons_file_is_not_found(live_app, tabs) -> Non
 async def test_putting_an_element_into_another_persons_chat_is_not_found(live_app, tabs) -> None:
     alice, mallory = await tabs("alice"), await tabs("mallory")
     element = await alices_photo(live_app, alice)
-    planted = {"id": "5e0c4a53-5c8e-4a43-9a52-7a0d6d3b2f10", "type": "custom", "name": "note",
-               "display": "inline", "threadId": element["threadId"], "forId": element["id"], "props": {}}
-    async with mallory.http.put(f"{live_app.base_url}/project/element",
-                                json={"element": planted, "sessionId": mallory.session_id}) as response:
+    planted = {
+        "id": "5e0c4a53-5c8e-4a43-9a52-7a0d6d3b2f10",
+        "type": "custom",
+        "name": "note",
+        "display": "inline",
+        "threadId": element["threadId"],
+        "forId": element["id"],
+        "props": {},
+    }
+    async with mallory.http.put(
+        f"{live_app.base_url}/project/element",
+        json={"element": planted, "sessionId": mallory.session_id},
+    ) as response:
         assert response.status == 404
     assert not await live_app.sql('SELECT "id" FROM elements WHERE "id" = :id', id=planted["id"])
 
@@ -64,19 +83,30 @@ async def test_putting_an_element_into_another_persons_chat_is_not_found(live_ap
 async def test_the_owner_may_still_remove_their_own_element(live_app, tabs) -> None:
     alice = await tabs("alice")
     element = await alices_photo(live_app, alice)
-    own = {"id": element["id"], "type": "custom", "name": "x", "display": "inline", "threadId": element["threadId"]}
-    async with alice.http.delete(f"{live_app.base_url}/project/element",
-                                 json={"element": own, "sessionId": alice.session_id}) as response:
+    own = {
+        "id": element["id"],
+        "type": "custom",
+        "name": "x",
+        "display": "inline",
+        "threadId": element["threadId"],
+    }
+    async with alice.http.delete(
+        f"{live_app.base_url}/project/element", json={"element": own, "sessionId": alice.session_id}
+    ) as response:
         assert response.status == 200
 
 
 async def test_sharing_a_chat_while_sharing_is_off_is_not_found(live_app, tabs) -> None:
     alice = await tabs("alice")
     element = await alices_photo(live_app, alice)
-    async with alice.http.put(f"{live_app.base_url}/project/thread/share",
-                              json={"threadId": element["threadId"], "isShared": True}) as response:
+    async with alice.http.put(
+        f"{live_app.base_url}/project/thread/share",
+        json={"threadId": element["threadId"], "isShared": True},
+    ) as response:
         assert response.status == 404
-    [thread] = await live_app.sql('SELECT "metadata" FROM threads WHERE "id" = :id', id=element["threadId"])
+    [thread] = await live_app.sql(
+        'SELECT "metadata" FROM threads WHERE "id" = :id', id=element["threadId"]
+    )
     assert "is_shared" not in str(thread["metadata"] or "")
     async with alice.http.get(f"{live_app.base_url}/project/share/{element['threadId']}") as shared:
         assert shared.status == 404
@@ -85,14 +115,18 @@ async def test_sharing_a_chat_while_sharing_is_off_is_not_found(live_app, tabs) 
 async def test_an_svg_uploaded_as_an_image_is_offered_only_as_a_download(live_app, tabs) -> None:
     alice = await tabs("alice")
     file_id = await alice.upload("cat.png", SVG, "image/svg+xml")  # passes Chainlit's accept list
-    async with alice.http.get(f"{live_app.base_url}/project/file/{file_id}",
-                              params={"session_id": alice.session_id}) as response:
+    async with alice.http.get(
+        f"{live_app.base_url}/project/file/{file_id}", params={"session_id": alice.session_id}
+    ) as response:
         assert response.status == 200 and await response.read() == SVG
         assert response.headers["content-type"] == "application/octet-stream"
         assert response.headers["content-disposition"].startswith("attachment")
         assert response.headers["x-content-type-options"] == "nosniff"
-    photo_id = await alice.upload("cat.png", jpeg(), "image/png")  # a real photo is shown, whatever it claimed
-    async with alice.http.get(f"{live_app.base_url}/project/file/{photo_id}",
-                              params={"session_id": alice.session_id}) as response:
+    photo_id = await alice.upload(
+        "cat.png", jpeg(), "image/png"
+    )  # a real photo is shown, whatever it claimed
+    async with alice.http.get(
+        f"{live_app.base_url}/project/file/{photo_id}", params={"session_id": alice.session_id}
+    ) as response:
         assert response.headers["content-type"] == "image/jpeg"
         assert response.headers["content-disposition"].startswith("inline")

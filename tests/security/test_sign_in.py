@@ -19,10 +19,10 @@ from chainlit.user import User
 from sqlalchemy import select, text
 
 import chainlit_app
-from handlers.database import credentials, ensure_schema, make_engine
-from handlers.i18n import translate
-from handlers.settings import SettingsError, load_settings
-from handlers.users import UserStore
+from handlers.core.i18n import translate
+from handlers.core.settings import SettingsError, load_settings
+from handlers.storage.database import credentials, ensure_schema, make_engine
+from handlers.storage.users import UserStore
 
 SECRET = "sign-in-test-secret-" + "x" * 32
 PROXY_SECRET = "proxy-secret-" + "y" * 32
@@ -50,8 +50,12 @@ async def client():
         yield http
 
 
-async def sign_in(client: httpx.AsyncClient, name: str, password: str = PASSWORD, **headers: str) -> str:
-    response = await client.post("/login", data={"username": name, "password": password}, headers=headers)
+async def sign_in(
+    client: httpx.AsyncClient, name: str, password: str = PASSWORD, **headers: str
+) -> str:
+    response = await client.post(
+        "/login", data={"username": name, "password": password}, headers=headers
+    )
     assert response.status_code == 200, response.text
     token = client.cookies["access_token"]
     client.cookies.clear()
@@ -62,7 +66,9 @@ async def status_with(client: httpx.AsyncClient, token: str) -> int:
     return (await client.get("/user", headers={"Authorization": f"Bearer {token}"})).status_code
 
 
-async def shown_in_the_sign_in_form(client: httpx.AsyncClient, refused: httpx.Response, language: str) -> str:
+async def shown_in_the_sign_in_form(
+    client: httpx.AsyncClient, refused: httpx.Response, language: str
+) -> str:
     """What Chainlit 2.12's sign-in page shows for an error: the response's status
     text looked up in `auth.login.errors` of the translations the page fetches
     (tests/e2e/test_sign_in.py sees it in the browser)."""
@@ -88,10 +94,14 @@ async def test_a_local_process_sending_the_trusted_header_gets_no_token(start, c
     await start(AUTH_TRUSTED_HEADER=HEADER, AUTH_PROXY_SECRET=PROXY_SECRET)
     forged = await client.post("/auth/header", headers={HEADER: "dave"})
     assert forged.status_code == 401 and "access_token" not in client.cookies
-    guessed = await client.post("/auth/header", headers={HEADER: "dave", PROXY_SECRET_HEADER: "x" * 45})
+    guessed = await client.post(
+        "/auth/header", headers={HEADER: "dave", PROXY_SECRET_HEADER: "x" * 45}
+    )
     assert guessed.status_code == 401 and "access_token" not in client.cookies
 
-    proxied = await client.post("/auth/header", headers={HEADER: "dave", PROXY_SECRET_HEADER: PROXY_SECRET})
+    proxied = await client.post(
+        "/auth/header", headers={HEADER: "dave", PROXY_SECRET_HEADER: PROXY_SECRET}
+    )
     assert proxied.status_code == 200
     assert (await client.get("/user")).json()["identifier"] == "dave"
 
@@ -101,13 +111,17 @@ async def test_a_header_sign_in_cannot_take_over_a_password_user(start, client):
     await users.add("admin", PASSWORD)
     token = await sign_in(client, "admin")
 
-    taken = await client.post("/auth/header", headers={HEADER: "admin", PROXY_SECRET_HEADER: PROXY_SECRET})
+    taken = await client.post(
+        "/auth/header", headers={HEADER: "admin", PROXY_SECRET_HEADER: PROXY_SECRET}
+    )
     assert taken.status_code == 401 and "access_token" not in client.cookies
     row = await chainlit_app.services().data_layer.get_user("admin")
     assert row.metadata["provider"] == "password"  # not rewritten to "header"
     assert await status_with(client, token) == 200
     # A header token minted for that name (e.g. before the password user existed) no longer counts.
-    header_token = create_jwt(User(identifier="admin", metadata={"provider": "header", "signed_in_at": time.time()}))
+    header_token = create_jwt(
+        User(identifier="admin", metadata={"provider": "header", "signed_in_at": time.time()})
+    )
     assert await status_with(client, header_token) == 401
 
 
@@ -136,17 +150,26 @@ async def test_guessing_passwords_is_refused_after_the_limit_without_hashing(sta
         wrong = await client.post("/login", data={"username": "alice", "password": guess})
         assert wrong.status_code == 401
     refused = await client.post(
-        "/login", data={"username": "alice", "password": PASSWORD}, headers={"Accept-Language": "zh-CN"}
+        "/login",
+        data={"username": "alice", "password": PASSWORD},
+        headers={"Accept-Language": "zh-CN"},
     )
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
-    assert await shown_in_the_sign_in_form(client, refused, "zh-CN") == "登录尝试次数过多。请等一分钟后再试。"
+    assert (
+        await shown_in_the_sign_in_form(client, refused, "zh-CN")
+        == "登录尝试次数过多。请等一分钟后再试。"
+    )
     seconds = refused.headers["Retry-After"]
-    assert refused.json()["detail"] == translate("sign_in.too_many_attempts", "zh-CN", seconds=seconds)
+    assert refused.json()["detail"] == translate(
+        "sign_in.too_many_attempts", "zh-CN", seconds=seconds
+    )
     assert len(hashes) == 3 and "access_token" not in client.cookies
 
     # Per name: from another address the same name is still refused ...
     elsewhere = {"X-Real-IP": "10.1.2.3"}
-    again = await client.post("/login", data={"username": "alice", "password": PASSWORD}, headers=elsewhere)
+    again = await client.post(
+        "/login", data={"username": "alice", "password": PASSWORD}, headers=elsewhere
+    )
     assert again.status_code == 429
     # ... per address: from the first, any other name too; and nobody else is held up.
     other = await client.post("/login", data={"username": "bob", "password": PASSWORD})
@@ -171,8 +194,11 @@ async def test_a_flood_from_forged_addresses_cannot_queue_up_behind_the_password
     monkeypatch.setattr(PasswordHasher, "verify", held)
 
     def attempt(n: int):
-        return client.post("/login", data={"username": f"user{n}", "password": "guess"},
-                           headers={"X-Real-IP": f"10.0.0.{n}"})
+        return client.post(
+            "/login",
+            data={"username": f"user{n}", "password": "guess"},
+            headers={"X-Real-IP": f"10.0.0.{n}"},
+        )
 
     first = [asyncio.create_task(attempt(n)) for n in (1, 2)]
     gate = chainlit_app.services().sign_ins
@@ -182,7 +208,9 @@ async def test_a_flood_from_forged_addresses_cannot_queue_up_behind_the_password
         await asyncio.sleep(0.01)
     refused = await attempt(3)
     release.set()
-    assert refused.status_code == 429 and refused.json()["detail"] == translate("sign_in.busy", "en-US", seconds=5)
+    assert refused.status_code == 429 and refused.json()["detail"] == translate(
+        "sign_in.busy", "en-US", seconds=5
+    )
     assert await shown_in_the_sign_in_form(client, refused, "en-US") == (
         "Too many sign-in attempts. Please wait a minute and try again."
     )
@@ -235,13 +263,17 @@ async def test_renewing_a_token_keeps_its_sign_in_time_and_stops_at_the_maximum_
 
     two_hours_ago = time.time() - 7200
     await _move_sign_outs_back(users, "alice", two_hours_ago - 60)
-    stale = create_jwt(User(identifier="alice", metadata={"provider": "password", "signed_in_at": two_hours_ago}))
+    stale = create_jwt(
+        User(identifier="alice", metadata={"provider": "password", "signed_in_at": two_hours_ago})
+    )
     assert await status_with(client, stale) == 401
     again = await client.post("/auth/jwt", headers={"Authorization": f"Bearer {stale}"})
     assert again.status_code == 401 and "access_token" not in client.cookies
     # A token that does not say when its sign-in was cannot be renewed at all.
     undated = create_jwt(User(identifier="alice", metadata={"provider": "password"}))
-    assert (await client.post("/auth/jwt", headers={"Authorization": f"Bearer {undated}"})).status_code == 401
+    assert (
+        await client.post("/auth/jwt", headers={"Authorization": f"Bearer {undated}"})
+    ).status_code == 401
 
 
 async def test_a_removed_password_user_is_not_let_back_in_by_another_sign_in_rewriting_their_row(
@@ -252,17 +284,23 @@ async def test_a_removed_password_user_is_not_let_back_in_by_another_sign_in_rew
     token = await sign_in(client, "alice")
     await users.remove("alice")
     # Chainlit rewrites the users row's metadata at every sign-in, here to provider "header".
-    proxied = await client.post("/auth/header", headers={HEADER: "alice", PROXY_SECRET_HEADER: PROXY_SECRET})
+    proxied = await client.post(
+        "/auth/header", headers={HEADER: "alice", PROXY_SECRET_HEADER: PROXY_SECRET}
+    )
     assert proxied.status_code == 200
     client.cookies.clear()
-    assert (await chainlit_app.services().data_layer.get_user("alice")).metadata["provider"] == "header"
+    assert (await chainlit_app.services().data_layer.get_user("alice")).metadata[
+        "provider"
+    ] == "header"
     assert await status_with(client, token) == 401
 
 
 async def _move_sign_outs_back(users: UserStore, name: str, when: float) -> None:
     async with users._engine.begin() as conn:
         await conn.execute(
-            credentials.update().where(credentials.c.identifier == name).values(tokens_valid_after=when)
+            credentials.update()
+            .where(credentials.c.identifier == name)
+            .values(tokens_valid_after=when)
         )
 
 
@@ -270,14 +308,18 @@ async def test_an_older_database_gains_the_sign_out_time_and_keeps_its_people_si
     engine = make_engine(db_url)
     try:
         async with engine.begin() as conn:  # app_credentials as it was before tokens_valid_after
-            await conn.execute(text(
-                "CREATE TABLE app_credentials (identifier TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
-                "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
-            ))
-            await conn.execute(text(
-                "INSERT INTO app_credentials VALUES ('alice', 'x', '2024-01-01T00:00:00+00:00', "
-                "'2024-01-01T00:00:00+00:00')"
-            ))
+            await conn.execute(
+                text(
+                    "CREATE TABLE app_credentials (identifier TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
+                    "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO app_credentials VALUES ('alice', 'x', '2024-01-01T00:00:00+00:00', "
+                    "'2024-01-01T00:00:00+00:00')"
+                )
+            )
         await ensure_schema(db_url)
         store = UserStore(engine)
         assert await store.tokens_valid_after("alice") == 0
@@ -301,9 +343,15 @@ async def test_behind_tls_the_sign_in_cookie_never_travels_over_plain_http(start
     response = await client.post("/login", data={"username": "alice", "password": PASSWORD})
     assert response.status_code == 200
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith("access_token=") and "; secure" in cookie.lower() and "httponly" in cookie.lower()
+    assert (
+        cookie.startswith("access_token=")
+        and "; secure" in cookie.lower()
+        and "httponly" in cookie.lower()
+    )
 
     users = await start(COOKIE_SECURE="false")
     await users.add("bob", PASSWORD)
     plain = await client.post("/login", data={"username": "bob", "password": PASSWORD})
-    assert "secure" not in plain.headers["set-cookie"].lower()  # the quick start on http://127.0.0.1
+    assert (
+        "secure" not in plain.headers["set-cookie"].lower()
+    )  # the quick start on http://127.0.0.1

@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import chainlit.socket as socket
 import pytest
 
-from handlers import attachments, links
-from handlers.i18n import translate
+from handlers.chat import attachments
+from handlers.core.i18n import translate
+from handlers.media import links
 from tests.app_helpers import sent_images
 from tests.mediacorpus import flat_page, image_bytes, write_pdf, write_video
 
@@ -38,8 +39,11 @@ class Hostile(BaseHTTPRequestHandler):
     /img.png a real picture."""
 
     protocol_version = "HTTP/1.1"
-    bodies = {"/gzip-gzip": (TWO_LAYERS, "gzip, gzip"), "/gzip": (ONE_LAYER, "gzip"),
-              "/img.png": (image_bytes("PNG"), "")}
+    bodies = {
+        "/gzip-gzip": (TWO_LAYERS, "gzip, gzip"),
+        "/gzip": (ONE_LAYER, "gzip"),
+        "/img.png": (image_bytes("PNG"), ""),
+    }
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.server.seen.append(self.path)
@@ -79,7 +83,9 @@ def reach_loopback(monkeypatch, *, ports=links.ALLOWED_PORTS, resolver=None) -> 
     monkeypatch.setattr(attachments, "fetch_link", fetch)
 
 
-async def test_an_unknown_answer_language_sent_over_the_socket_is_refused_and_the_chat_goes_on(chat, app):
+async def test_an_unknown_answer_language_sent_over_the_socket_is_refused_and_the_chat_goes_on(
+    chat, app
+):
     chat.enter()
     await socket.change_settings(chat.session.socket_id, {"answer_language": "zh"})
     await socket.change_settings(chat.session.socket_id, {"answer_language": "xx"})
@@ -101,7 +107,9 @@ async def test_a_640_kb_message_naming_80_million_pages_is_refused_unread(chat, 
     assert "pages 1-1000" not in str(app.requests[-1]["messages"])  # not kept either
 
 
-async def test_a_message_naming_a_hundred_and_one_page_ranges_of_a_pdf_is_refused(chat, app, tmp_path):
+async def test_a_message_naming_a_hundred_and_one_page_ranges_of_a_pdf_is_refused(
+    chat, app, tmp_path
+):
     pdf = write_pdf(tmp_path / "report.pdf", [flat_page((200, 200, 200))] * 3)
     ranges = ", ".join(f"{n}-{n + 1}" for n in range(1, 203, 2))  # 101 ranges
     await chat.send(f"Read pages {ranges}", [pdf])
@@ -117,7 +125,9 @@ async def test_a_pasted_table_of_contents_without_a_pdf_is_not_refused(chat, app
     assert chat.last_text() == app.reply
 
 
-async def test_an_image_link_answering_gzip_gzip_is_refused_without_inflating_it(chat, app, hostile, monkeypatch):
+async def test_an_image_link_answering_gzip_gzip_is_refused_without_inflating_it(
+    chat, app, hostile, monkeypatch
+):
     port = hostile.server_address[1]
     reach_loopback(monkeypatch, ports=links.ALLOWED_PORTS | {port})
     tracemalloc.start()
@@ -132,7 +142,9 @@ async def test_an_image_link_answering_gzip_gzip_is_refused_without_inflating_it
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB allocated"
 
 
-async def test_a_gzip_bomb_behind_an_image_link_is_cut_off_at_the_size_limit(start_app, hostile, monkeypatch):
+async def test_a_gzip_bomb_behind_an_image_link_is_cut_off_at_the_size_limit(
+    start_app, hostile, monkeypatch
+):
     from tests.chainlit_harness import ChatHarness
 
     await start_app(MAX_UPLOAD_MB="1")
@@ -160,7 +172,9 @@ async def test_an_image_link_to_another_port_is_not_fetched(chat, app, hostile, 
 
 
 @pytest.mark.parametrize("inside", ["168.63.129.16", "192.0.0.192"])
-async def test_an_image_link_to_a_cloud_metadata_address_is_not_fetched(chat, app, hostile, monkeypatch, inside):
+async def test_an_image_link_to_a_cloud_metadata_address_is_not_fetched(
+    chat, app, hostile, monkeypatch, inside
+):
     """The host name also resolves to the hostile server on loopback, which is
     where the fetch would go if the metadata address were let through."""
     port = hostile.server_address[1]
@@ -172,7 +186,9 @@ async def test_an_image_link_to_a_cloud_metadata_address_is_not_fetched(chat, ap
     assert hostile.seen == [] and sent_images(app.requests[-1]) == []
 
 
-async def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(start_app, fake_vllm, tmp_path):
+async def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding(
+    start_app, fake_vllm, tmp_path
+):
     """The limit is lowered so that the test's video can be small: 320×240
     frames against 256×256, as 16384² frames would be against the default."""
     from tests.chainlit_harness import ChatHarness
@@ -182,7 +198,8 @@ async def test_a_video_of_frames_over_the_pixel_limit_is_refused_before_decoding
     await chat.start()
     video = write_video(tmp_path / "huge.mkv", container="matroska", size=(320, 240))
     await chat.send("What happens in this clip?", [video])
-    refusal = translate("video.too_many_pixels", "en-US", name="huge.mkv", width=320, height=240,
-                        limit_mp="0.0655")
+    refusal = translate(
+        "video.too_many_pixels", "en-US", name="huge.mkv", width=320, height=240, limit_mp="0.0655"
+    )
     assert warned(chat, refusal)
     assert chat.last_text() == fake_vllm.reply and sent_images(fake_vllm.requests[-1]) == []

@@ -1,0 +1,182 @@
+"""Routes in front of some of Chainlit's, on the same paths.
+
+- `POST /project/file` (an upload): Chainlit's route runs unchanged, then the
+  app is told which file arrived, so that a photo is prepared while the person
+  is still typing (`handlers/chat/uploads.py`).
+- `GET /project/file/{file_id}` (the page showing an upload): Chainlit's route
+  decides who may see it, as before, but it would serve the type the browser
+  claimed at upload (an SVG "image" runs its script when opened in a tab): the
+  bytes are sniffed as for stored files (`file_routes.sniffed_response`), and a
+  HEIC or TIFF, which browsers cannot show, is answered with the app's JPEG or
+  PNG of it (`handlers/web/display.py`).
+- `PUT` and `DELETE /feedback` (thumbs up or down): Chainlit 2.12 lets any
+  signed-in person rate or unrate any answer whose id they hold; here only the
+  person whose chat it is may, or the ratings exported for evaluating the model
+  could be forged. Everyone else gets 404, as for files.
+- `PUT` and `DELETE /project/element`: Chainlit 2.12 overwrites or deletes the
+  element (and its stored file) of any id, in any thread; here only the person
+  whose chat holds it, or whose chat it is to be put in, may. Everyone else 404.
+- `PUT /project/thread/share`: answered 404 while sharing is off
+  (`allow_thread_sharing` in `.chainlit/config.toml`), as if it did not exist.
+
+Each wrapper calls Chainlit's own function, so its checks stay in force. A
+second `register` (Chainlit's reload re-imports the app) changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from chainlit.config import config
+from chainlit.data import get_data_layer
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.server import UserParam
+from chainlit.server import delete_feedback as chainlit_delete_feedback
+from chainlit.server import delete_thread_element as chainlit_delete_element
+from chainlit.server import get_file as chainlit_get_file
+from chainlit.server import router as chainlit_router
+from chainlit.server import share_thread as chainlit_share_thread
+from chainlit.server import update_feedback as chainlit_update_feedback
+from chainlit.server import update_thread_element as chainlit_update_element
+from chainlit.server import upload_file as chainlit_upload_file
+from chainlit.session import WebsocketSession
+from chainlit.types import (
+    DeleteFeedbackRequest,
+    ElementRequest,
+    ShareThreadRequest,
+    UpdateFeedbackRequest,
+)
+from fastapi import APIRouter, FastAPI, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
+
+from handlers.web.file_routes import sniffed_response
+
+
+def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
+    """`arrived(name, path)` is called for each file Chainlit has stored from an upload."""
+
+    async def upload(
+        current_user: UserParam, session_id: str, file: UploadFile, ask_parent_id: str | None = None
+    ) -> Response:
+        response = await chainlit_upload_file(current_user, session_id, file, ask_parent_id)
+        session = WebsocketSession.get_by_id(session_id)
+        stored = session.files.get(json.loads(response.body)["id"]) if session else None
+        if stored:
+            arrived(stored["name"], Path(stored["path"]))
+        return response
+
+    _in_front_of(app, chainlit_upload_file, upload)
+    _in_front_of(app, chainlit_get_file, show_file)
+    _in_front_of(app, chainlit_update_feedback, rate)
+    _in_front_of(app, chainlit_delete_feedback, unrate)
+    _in_front_of(app, chainlit_update_element, change_element)
+    _in_front_of(app, chainlit_delete_element, remove_element)
+    _in_front_of(app, chainlit_share_thread, share)
+
+
+async def show_file(file_id: str, session_id: str, current_user: UserParam) -> Response:
+    response = await chainlit_get_file(file_id, session_id, current_user)
+    if not isinstance(response, FileResponse):
+        return response
+    stored = WebsocketSession.get_by_id(session_id).files.get(file_id) or {}
+    return await sniffed_response(
+        Path(response.path), name=stored.get("name") or file_id, cache="no-store"
+    )
+
+
+async def rate(
+    request: Request, update: UpdateFeedbackRequest, current_user: UserParam
+) -> Response:
+    feedback = update.feedback
+    await _require_owner(current_user, STEP_THREAD, feedback.forId)
+    if feedback.id:  # changing a rating: the one changed must be theirs too
+        await _require_owner(current_user, _FEEDBACK_THREAD, feedback.id, missing_ok=True)
+    return await chainlit_update_feedback(request, update, current_user)
+
+
+async def unrate(
+    request: Request, payload: DeleteFeedbackRequest, current_user: UserParam
+) -> Response:
+    await _require_owner(current_user, _FEEDBACK_THREAD, payload.feedbackId)
+    return await chainlit_delete_feedback(request, payload, current_user)
+
+
+async def change_element(payload: ElementRequest, current_user: UserParam) -> Response:
+    await _require_element_owner(current_user, payload.element)
+    return await chainlit_update_element(payload, current_user)
+
+
+async def remove_element(payload: ElementRequest, current_user: UserParam) -> Response:
+    await _require_element_owner(current_user, payload.element)
+    return await chainlit_delete_element(payload, current_user)
+
+
+async def share(request: Request, payload: ShareThreadRequest, current_user: UserParam) -> Response:
+    if not getattr(config.features, "allow_thread_sharing", False):
+        raise HTTPException(status_code=404, detail="Not found")
+    return await chainlit_share_thread(request, payload, current_user)
+
+
+async def _require_element_owner(user, element: dict) -> None:
+    """The element, if it exists, and the thread it names must both be the user's."""
+    await _require_owner(user, _ELEMENT_THREAD, str(element.get("id")), missing_ok=True)
+    if element.get("threadId"):
+        await _require_owner(user, _THREAD, str(element["threadId"]), missing_ok=True)
+
+
+STEP_THREAD = 'SELECT "threadId" FROM steps WHERE "id" = :id'
+_ELEMENT_THREAD = 'SELECT "threadId" FROM elements WHERE "id" = :id'
+_THREAD = 'SELECT "id" AS "threadId" FROM threads WHERE "id" = :id'
+_FEEDBACK_THREAD = (
+    'SELECT steps."threadId" FROM feedbacks JOIN steps ON steps."id" = feedbacks."forId" '
+    'WHERE feedbacks."id" = :id'
+)
+
+
+async def _require_owner(user, query: str, row_id: str, *, missing_ok: bool = False) -> None:
+    """404 unless `row_id` leads to a thread of `user`'s (or, with `missing_ok`, to nothing)."""
+    layer = get_data_layer()
+    if user is None or not isinstance(layer, SQLAlchemyDataLayer):
+        return  # no sign-in or no history: Chainlit's own answer stands
+    thread_id = await thread_of(query, row_id)
+    if thread_id is None and missing_ok:
+        return
+    try:
+        owner = await layer.get_thread_author(thread_id) if thread_id else None
+    except ValueError:
+        owner = None
+    if owner != user.identifier:
+        raise HTTPException(status_code=404, detail="Not found")
+
+
+async def thread_of(query: str, row_id: str) -> str | None:
+    """The thread `query` (one of the `..._THREAD` above) finds for `row_id`, if any."""
+    layer = get_data_layer()
+    if not isinstance(layer, SQLAlchemyDataLayer):
+        return None
+    rows = await layer.execute_sql(query, {"id": row_id})
+    return rows[0]["threadId"] if isinstance(rows, list) and rows else None
+
+
+def _in_front_of(app: FastAPI, chainlit_endpoint: Callable, endpoint: Callable) -> None:
+    name = f"app_{endpoint.__name__}"
+    if any(getattr(route, "name", None) == name for route in app.router.routes):
+        return
+    original = next(
+        (
+            r
+            for r in chainlit_router.routes
+            if isinstance(r, APIRoute) and r.endpoint is chainlit_endpoint
+        ),
+        None,
+    )
+    if original is None:
+        raise RuntimeError(
+            f"Chainlit's route for {chainlit_endpoint.__name__} was not found: is this Chainlit 2.12?"
+        )
+    router = APIRouter()
+    router.add_api_route(original.path, endpoint, methods=list(original.methods), name=name)
+    app.router.routes[0:0] = router.routes

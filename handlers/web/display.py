@@ -1,0 +1,61 @@
+"""Pictures the browser cannot show — HEIC, TIFF — served as the app prepared them.
+
+Why: an iPhone's photos are HEIC, which Chrome and Firefox cannot display, so
+the person's own message showed a broken image where their photo was (the model
+got it fine). The files stay as uploaded; only what the chat page is served
+changes: the picture as the model sees it (upright, ≤ 1024 px, JPEG or PNG,
+`images.prepare_image`), which is plenty for a chat bubble.
+
+Renditions are made on first view (~0.4 s for a 12 MP HEIC, in a worker
+thread); the latest `CACHE_ENTRIES` are kept in memory, keyed by the file's
+path, size and modification time.
+
+Knows nothing of Chainlit or HTTP: `file_routes` (history) and
+`chainlit_routes` (a live chat's uploads) ask `rendition_for`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import filetype
+
+from handlers.core.errors import InvalidAttachment
+from handlers.core.workers import run_cpu
+from handlers.media.images import PreparedImage, prepare_image
+
+CACHE_ENTRIES = 64  # ~200 KB each
+NOT_SHOWN_BY_BROWSERS = frozenset({"image/heic", "image/heif", "image/tiff"})
+MAX_BYTES = 1 << 30  # the upload limits were applied when the file arrived
+
+_cache: OrderedDict[tuple[str, int, int], PreparedImage] = OrderedDict()
+_lock = threading.Lock()
+
+
+async def rendition_for(path: Path) -> PreparedImage | None:
+    """What to show in place of the picture at `path`; None when browsers show it
+    as it is, or it is not a picture, or it cannot be decoded."""
+    return await run_cpu(_rendition, path)
+
+
+def _rendition(path: Path) -> PreparedImage | None:
+    try:
+        stat = os.stat(path)
+        if filetype.guess_mime(str(path)) not in NOT_SHOWN_BY_BROWSERS:
+            return None
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with _lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+        image = prepare_image(path.name, path.read_bytes(), max_bytes=MAX_BYTES)
+    except (OSError, InvalidAttachment):
+        return None  # served as it is; the chat has said what is wrong with it
+    with _lock:
+        _cache[key] = image
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return image

@@ -1,0 +1,107 @@
+"""The HTTP route that serves persisted element files to the person who owns them.
+
+`LocalStorageClient` hands Chainlit URLs of the form `/files/<object key>`; this
+route answers them. A file is served only when the signed-in user (Chainlit's
+own `get_current_user`, so cookie or bearer token alike) is the author of the
+thread whose element points at that key. Every other case -- not signed in, a
+bad token, someone else's file, an unknown or malformed key -- gets the same
+404, so the route does not reveal which files exist.
+
+Chainlit registers a catch-all GET for its frontend when `chainlit.server` is
+imported, so a route added later with `@app.get` would never be reached:
+`register` puts this one first.
+
+The bytes are sniffed, not trusted: recognised image formats are served inline
+with their type, HEIC and TIFF as the JPEG or PNG the app prepared from them
+(`handlers/web/display.py`), anything else as an `application/octet-stream` download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import filetype
+from chainlit.auth import get_current_user, reuseable_oauth
+from chainlit.data import get_data_layer
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse, Response
+
+from handlers.storage.files import URL_PREFIX, LocalStorageClient, UnsafeObjectKey
+from handlers.web.display import rendition_for
+
+ROUTE_NAME = "persisted_file"
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+
+
+def register(app: FastAPI) -> None:
+    """Add the route ahead of Chainlit's catch-all; a second call (Chainlit's
+    reload on file change re-imports the app) changes nothing."""
+    if any(getattr(route, "name", None) == ROUTE_NAME for route in app.router.routes):
+        return
+    router = APIRouter()
+    router.add_api_route(
+        f"{URL_PREFIX}/{{object_key:path}}", serve_file, methods=["GET"], name=ROUTE_NAME
+    )
+    app.router.routes[0:0] = router.routes
+
+
+async def serve_file(object_key: str, token: str | None = Depends(reuseable_oauth)) -> Response:
+    layer = get_data_layer()
+    if not isinstance(layer, SQLAlchemyDataLayer) or not isinstance(
+        layer.storage_provider, LocalStorageClient
+    ):
+        raise _not_found()
+    try:
+        path = layer.storage_provider.path_for(object_key)
+    except UnsafeObjectKey:
+        raise _not_found() from None
+    viewer = await _signed_in_identifier(token)
+    if viewer is None or viewer != await _owner_of(layer, object_key) or not path.is_file():
+        raise _not_found()
+    return await sniffed_response(path, name=path.name, cache="private, max-age=3600")
+
+
+async def sniffed_response(path: Path, *, name: str, cache: str) -> Response:
+    """`path` served by what its bytes are, whatever type it was uploaded with:
+    an image browsers show, inline; anything else (an SVG, a web page) as a
+    download, never rendered by the browser."""
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": cache}
+    if shown := await rendition_for(path):
+        return Response(shown.data, media_type=shown.mime, headers=headers)
+    media_type = await asyncio.to_thread(filetype.guess_mime, str(path))
+    inline = media_type in INLINE_TYPES
+    return FileResponse(
+        path,
+        media_type=media_type if inline else "application/octet-stream",
+        filename=name,
+        content_disposition_type="inline" if inline else "attachment",
+        headers=headers,
+    )
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status_code=404, detail="Not found")
+
+
+async def _signed_in_identifier(token: str | None) -> str | None:
+    """Chainlit answers a missing or bad token with 401; here that is just "nobody"."""
+    try:
+        user = await get_current_user(token)
+    except HTTPException:
+        return None
+    return user.identifier if user else None
+
+
+async def _owner_of(layer: SQLAlchemyDataLayer, object_key: str) -> str | None:
+    """The identifier of the person whose thread holds the element stored at `object_key`."""
+    rows = await layer.execute_sql(
+        'SELECT "threadId" FROM elements WHERE "objectKey" = :key', {"key": object_key}
+    )
+    if not isinstance(rows, list) or not rows or rows[0]["threadId"] is None:
+        return None
+    try:
+        return await layer.get_thread_author(rows[0]["threadId"])
+    except ValueError:
+        return None
