@@ -37,7 +37,7 @@ def placeholders(text: str) -> set[str]:
 
 def keys_used_in_code() -> set[str]:
     used = set()
-    for path in [ROOT / "chainlit_app.py", *(ROOT / "handlers").glob("*.py")]:
+    for path in [ROOT / "chainlit_app.py", *(ROOT / "handlers").rglob("*.py")]:
         used.update(KEY_PATTERN.findall(path.read_text(encoding="utf-8")))
     used.update(f"preset.{preset.id}" for preset in PRESETS)
     used.update(f"notice.awaiting.{preset.id}" for preset in PRESETS)  # handlers/chat/turn.py
