@@ -15,8 +15,8 @@ from fastapi import HTTPException
 
 import chainlit_app
 from handlers.core.i18n import translate
-from handlers.core.prompts import system_prompt
-from tests.app_helpers import photo, sent_images, sent_text, settle
+from handlers.core.prompts import preset_instruction, system_prompt
+from tests.app_helpers import asked_text, photo, sent_images, sent_text, settle
 from tests.chainlit_harness import ChatHarness
 
 
@@ -83,8 +83,9 @@ async def test_only_a_bad_file_sends_nothing_to_the_server(chat, app, tmp_path):
 
 
 async def test_images_alone_are_described(chat, app, tmp_path):
+    """On the user turn itself: the system prompt quotes the same preset's words."""
     await chat.send("", [photo(tmp_path, "holiday.jpg")])
-    assert "Describe the image" in sent_text(app.requests[-1])
+    assert asked_text(app.requests[-1]) == preset_instruction("describe")
 
 
 async def test_a_preset_command_shapes_the_question(chat, app, tmp_path):
