@@ -55,6 +55,12 @@ def asked_text(request: dict) -> str:
     return "\n".join(part for part in parts if not part.startswith(system))
 
 
+def streaming(chat) -> bool:
+    """Whether a `ChatHarness`'s answer has streamed past its first token (Chainlit sends
+    the first in `stream_start`, the rest as `stream_token`)."""
+    return any(event == "stream_token" for event, _ in chat.events)
+
+
 async def settle() -> None:
     """Let Chainlit's background persistence tasks finish."""
     for _ in range(3):
