@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from handlers.core.prompts import load_prompt
+
 
 def photo(folder: Path, name: str, size=(2000, 1500), colour="red") -> Path:
     path = folder / name
@@ -36,6 +38,27 @@ def sent_text(request: dict) -> str:
         else:
             texts.extend(part["text"] for part in content if part["type"] == "text")
     return "\n".join(texts)
+
+
+def asked_text(request: dict) -> str:
+    """What the last user turn of a recorded request says, without the system prompt
+    that leads the first user message (its own text part): `sent_text` would find the
+    prompt's words too, and the prompt quotes the presets'."""
+    (last,) = [m for m in request["messages"] if m["role"] == "user"][-1:]
+    content = last["content"]
+    parts = (
+        [content]
+        if isinstance(content, str)
+        else [part["text"] for part in content if part["type"] == "text"]
+    )
+    system = load_prompt("system")
+    return "\n".join(part for part in parts if not part.startswith(system))
+
+
+def streaming(chat) -> bool:
+    """Whether a `ChatHarness`'s answer has streamed past its first token (Chainlit sends
+    the first in `stream_start`, the rest as `stream_token`)."""
+    return any(event == "stream_token" for event, _ in chat.events)
 
 
 async def settle() -> None:

@@ -3,6 +3,12 @@
 Loaded for every test module through `pytest_plugins` in conftest.py. PostgreSQL:
 TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) is the
 server; each test gets its own scratch database, dropped afterwards.
+
+No server there: on a developer's machine the PostgreSQL tests skip, saying so
+(`scripts/test.sh` starts a local one if it is installed); in CI (`CI` set, as
+every CI service sets it) they fail, because a CI job without the server would
+otherwise pass while never testing PostgreSQL. A server that answers but refuses
+(a wrong password, no such database) fails everywhere: that is a setup to fix.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import struct
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 from uuid import uuid4
 
 import asyncpg
@@ -34,17 +41,36 @@ from handlers.core.settings import Settings
 from handlers.storage import database
 from handlers.storage.files import LocalStorageClient
 
-POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DEFAULT_POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+CONNECT_TIMEOUT_S = 5.0  # a guard against a firewalled address, not a timing claim
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def no_postgres_server(server: str, error: BaseException) -> NoReturn:
+    """Skip on a developer's machine, fail in CI: see the module docstring."""
+    where = make_url(server).render_as_string(hide_password=True)
+    reason = f"no PostgreSQL server at {where} ({type(error).__name__}: {error})"
+    if in_ci():
+        pytest.fail(f"{reason}; CI is set, so the PostgreSQL tests must run", pytrace=False)
+    pytest.skip(f"{reason}; start one or set TEST_POSTGRES_URL")
 
 
 @contextlib.asynccontextmanager
 async def scratch_postgres_database() -> AsyncIterator[str]:
     """A new, empty database on the test server; dropped on exit, connections or not."""
-    server = make_url(POSTGRES_SERVER)
+    server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_SERVER)
+    server = make_url(server_url)
     name = f"test_chat_{uuid4().hex[:16]}"
-    admin = await asyncpg.connect(
-        server.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    try:
+        admin = await asyncpg.connect(
+            server.set(drivername="postgresql").render_as_string(hide_password=False),
+            timeout=CONNECT_TIMEOUT_S,
+        )
+    except (OSError, TimeoutError) as unreachable:  # refused, no route, unknown host
+        no_postgres_server(server_url, unreachable)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:

@@ -15,9 +15,10 @@ from fastapi import HTTPException
 
 import chainlit_app
 from handlers.core.i18n import translate
-from handlers.core.prompts import system_prompt
-from tests.app_helpers import photo, sent_images, sent_text, settle
+from handlers.core.prompts import preset_instruction, system_prompt
+from tests.app_helpers import asked_text, photo, sent_images, sent_text, settle, streaming
 from tests.chainlit_harness import ChatHarness
+from tests.waiting import eventually
 
 
 async def test_an_uploaded_photo_is_answered(chat, app, tmp_path):
@@ -83,8 +84,9 @@ async def test_only_a_bad_file_sends_nothing_to_the_server(chat, app, tmp_path):
 
 
 async def test_images_alone_are_described(chat, app, tmp_path):
+    """On the user turn itself: the system prompt quotes the same preset's words."""
     await chat.send("", [photo(tmp_path, "holiday.jpg")])
-    assert "Describe the image" in sent_text(app.requests[-1])
+    assert asked_text(app.requests[-1]) == preset_instruction("describe")
 
 
 async def test_a_preset_command_shapes_the_question(chat, app, tmp_path):
@@ -126,16 +128,13 @@ async def test_stop_keeps_the_partial_answer_and_the_chat_goes_on(chat, app, tmp
     app.token_delay = 0.05
     app.reply = "word " * 200
     task = asyncio.create_task(chat.send("Tell me everything", [photo(tmp_path, "x.jpg")]))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: streaming(chat), "the answer is streaming")
     task.cancel()  # what Chainlit's stop button does to the running task
     with pytest.raises(asyncio.CancelledError):
         await task
     partial = chat.last_text()
     assert partial.startswith("word") and len(partial) < len(app.reply)
-    for _ in range(40):
-        if app.streams_aborted:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: app.streams_aborted, "the fake counts the aborted stream")
     assert app.streams_aborted == 1 and app.open_streams == 0
     app.token_delay, app.reply = 0.0, "Done."
     await chat.send("Go on")
@@ -244,37 +243,34 @@ async def test_a_new_chat_frees_the_conversation_at_once(chat, app, tmp_path):
 async def test_a_disconnect_stops_generation_and_memory_is_freed_after_the_grace(
     chat, app, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 1.0)
+    monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 0.5)
     app.token_delay = 0.05
     app.reply = "word " * 200
     task = asyncio.create_task(chat.send("Tell me everything", [photo(tmp_path, "x.jpg")]))
     chat.session.current_task = task  # as Chainlit's socket handler does
-    for _ in range(200):  # until the answer is streaming
-        if any(event == "stream_token" for event, _ in chat.events):
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: streaming(chat), "the answer is streaming")
     chat.enter()
     await chainlit_app.on_chat_end()  # the browser tab was closed
     assert len(chainlit_app._chats) == 1  # kept while the browser may reconnect
+    assert chainlit_app._chats.forget_pending(chat.session.id)
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if app.streams_aborted and not app.open_streams and not len(chainlit_app._chats):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: app.streams_aborted, "the fake counts the aborted stream")
     assert app.streams_aborted == 1 and app.open_streams == 0
-    assert len(chainlit_app._chats) == 0  # freed once the grace is over
+    await eventually(lambda: not len(chainlit_app._chats), "the grace is over and the chat freed")
+    assert not chainlit_app._chats.forget_pending(chat.session.id)
 
 
-async def test_a_reconnect_within_the_grace_keeps_the_conversation(
-    chat, app, tmp_path, monkeypatch
-):
-    monkeypatch.setattr(chainlit_app._chats, "grace_seconds", 0.2)
+async def test_a_reconnect_within_the_grace_keeps_the_conversation(chat, app, tmp_path):
+    """With the default grace (a minute) the reconnect surely comes within it; the
+    registry shows the forget was scheduled, then called off, with no time to wait out."""
     await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
     chat.enter()
     await chainlit_app.on_chat_end()
+    assert chainlit_app._chats.forget_pending(chat.session.id)
     await chat.send("And the colour?")  # the same session, back before the grace ran out
-    await asyncio.sleep(0.3)
+    assert not chainlit_app._chats.forget_pending(chat.session.id)
+    assert len(chainlit_app._chats) == 1
     await chat.send("Anything else?")
     assert len(sent_images(app.requests[-1])) == 1
 

@@ -14,6 +14,7 @@ import chainlit_app
 from handlers.chat.counting import RESPONSE_FORMAT
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
+from tests.waiting import eventually
 
 
 def csv_rows(element: dict, chat: ChatHarness) -> list[list[str]]:
@@ -107,7 +108,9 @@ async def test_a_follow_up_sees_the_table_as_the_answer(chat, app, tmp_path):
 async def test_stop_during_a_count_keeps_what_was_said(chat, app, tmp_path):
     app.token_delay = 0.2
     task = asyncio.create_task(chat.send("", [photo(tmp_path, "a.jpg")], command="count"))
-    await asyncio.sleep(0.8)
+    await eventually(
+        lambda: any("so far" in t for t in chat.texts()), "the count's first rows are shown"
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

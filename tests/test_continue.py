@@ -11,6 +11,7 @@ import pytest
 import chainlit_app
 from handlers.core.i18n import translate
 from tests.chainlit_harness import ChatHarness
+from tests.waiting import eventually
 
 FIRST = "one two three four five "
 REST = "six seven eight nine ten "
@@ -102,15 +103,14 @@ async def test_the_button_of_an_answer_the_chat_moved_past_is_withdrawn(cut_chat
 async def test_stop_cancels_a_continuation_and_keeps_what_it_said(cut_chat, fake_vllm, start_app):
     fake_vllm.token_delay = 0.3
     pressing = asyncio.create_task(press(cut_chat, continue_button(cut_chat)))
-    while not cut_chat.visible_messages()[0]["output"].startswith(FIRST + "six"):
-        await asyncio.sleep(0.02)
+    await eventually(
+        lambda: cut_chat.visible_messages()[0]["output"].startswith(FIRST + "six"),
+        "the continuation is streaming",
+    )
     assert any(event == "task_start" for event, _ in cut_chat.events)  # the stop button shows
     await chainlit.socket.stop(cut_chat.session.socket_id)
     await pressing
-    for _ in range(100):
-        if fake_vllm.streams_aborted:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: fake_vllm.streams_aborted, "the fake counts the aborted stream")
     assert fake_vllm.streams_aborted == 1
     kept = cut_chat.visible_messages()[0]["output"]
     assert kept.startswith(FIRST + "six") and kept != FIRST + REST

@@ -8,7 +8,6 @@ what only the fake does: its switches and faults, recording, echo, timing.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -21,6 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.fake_vllm import FakeVLLM, echo_reply, image_tokens, split_words
+from tests.waiting import eventually
 
 REPLY = "Hello there, this reply comes in nine small chunks."
 USER = {"role": "user", "content": "What is this?"}
@@ -68,14 +68,6 @@ async def stream_texts(client, fake, **options) -> list[str]:
     return [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
 
 
-async def wait_for(condition, timeout: float = 2.0) -> None:
-    """Counters change on the server's thread just after its last write, so poll them."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 # --- routes and shapes -------------------------------------------------------
 
 
@@ -108,7 +100,10 @@ async def test_raw_stream_is_chunked_sse_in_vllms_order(fake):
         "finish_reason": "stop",
     }
     assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 9
-    await wait_for(lambda: fake.streams_completed == 1 and fake.open_streams == 0)
+    # The counters change on the server's thread just after its last write: polled.
+    await eventually(
+        lambda: fake.streams_completed == 1 and fake.open_streams == 0, "the stream is counted"
+    )
 
 
 async def test_stream_through_openai_client(fake, client):
@@ -246,7 +241,7 @@ async def test_error_event_after_streaming_began_raises_api_error(fake, client):
     assert type(caught.value) is openai.APIError  # neither a status nor a connection error
     assert (caught.value.message, caught.value.type) == ("engine crashed", "InternalServerError")
     assert received == ["", "Hello ", "there, "]
-    await wait_for(lambda: fake.streams_completed == 1)  # the event ends the stream normally
+    await eventually(lambda: fake.streams_completed == 1, "the event ends the stream normally")
     assert await stream_texts(client, fake)  # only that one stream was affected
 
 
@@ -257,7 +252,7 @@ async def test_drop_after_raises_connection_error_mid_stream(fake, client):
         async for chunk in await ask(client, fake, stream=True):
             received.append(chunk.choices[0].delta.content)
     assert received == ["", "Hello ", "there, ", "this "]
-    await wait_for(lambda: fake.open_streams == 0)
+    await eventually(lambda: fake.open_streams == 0, "the stream is closed")
     assert (fake.streams_completed, fake.streams_aborted) == (0, 0)
     assert await stream_texts(client, fake)
 
@@ -270,7 +265,7 @@ async def test_closing_the_stream_midway_counts_as_aborted(fake, client):
             break
     assert fake.open_streams == 1
     await stream.close()
-    await wait_for(lambda: fake.streams_aborted == 1)
+    await eventually(lambda: fake.streams_aborted == 1, "the fake counts the aborted stream")
     assert (fake.open_streams, fake.streams_completed) == (0, 0)
 
 

@@ -28,6 +28,7 @@ from handlers.chat.llm import CONNECT_TIMEOUT
 from handlers.core.i18n import translate
 from tests.chainlit_harness import ChatHarness
 from tests.fake_vllm import FakeVLLM, count_images
+from tests.waiting import Watched, eventually
 
 FIRST_ANSWER = "A red square on a white background."
 LONG_REPLY = " ".join(f"w{n}" for n in range(1, 301))  # 300 tokens: 15 s at 0.05 s a token
@@ -47,14 +48,6 @@ async def chat(
     await harness.send("What is this?", [photo])
     assert harness.texts() == [FIRST_ANSWER]
     return harness
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 async def answers_normally(
@@ -233,7 +226,7 @@ async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(
     """Through Chainlit's own socket `stop` handler, while the worker threads sample."""
     import time
 
-    from handlers.media import frame_sampler
+    from handlers.media import frame_sampler, video
     from tests.mediacorpus import write_video
 
     decoded, real = [], frame_sampler._shot
@@ -244,6 +237,8 @@ async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(frame_sampler, "_shot", slow_shot)
+    sampling = Watched(video._prepare)
+    monkeypatch.setattr(video, "_prepare", sampling)
     clip = write_video(tmp_path / "meeting.mp4", seconds=600, fps=1)
     message = chat.message("What happens?", [clip])
     answering = asyncio.create_task(chainlit_app.on_message(message))
@@ -252,11 +247,12 @@ async def test_stop_during_a_long_video_stops_sampling_and_the_chat_goes_on(
 
     await chainlit.socket.stop(chat.session.socket_id)
     await eventually(answering.done, "the message's task ends")
-    await asyncio.sleep(0.3)  # each sampling thread reaches its next check
+    await eventually(lambda: sampling.ended, "each sampling thread reaches its next check")
+    assert sampling.ended == ["WorkCancelled"] and sampling.running == 0
     stopped_at = len(decoded)
-    await asyncio.sleep(0.5)
-    assert len(decoded) == stopped_at < 72
+    assert stopped_at < 72
     assert not any("◷" in t for t in chat.texts())
     assert any(translate("notice.stopped", "en-US") in t for t in chat.texts())
     request = await answers_normally(chat, fake_vllm)
     assert_first_exchange_kept(chat, request)
+    assert len(decoded) == stopped_at  # nothing decoded since

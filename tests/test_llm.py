@@ -7,6 +7,7 @@ import pytest
 from handlers.chat.llm import ModelClient, StreamResult
 from handlers.core.errors import ModelAuthFailed, ModelRejected, ModelUnavailable
 from handlers.core.settings import DEFAULT_MODEL
+from tests.waiting import eventually
 
 MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
 
@@ -120,19 +121,18 @@ async def test_cancelling_closes_the_upstream_stream(client, fake_vllm):
     fake_vllm.token_delay = 0.05
     fake_vllm.reply = "word " * 200
 
+    tokens = []
+
     async def consume():
-        async for _ in client.stream(MESSAGES, StreamResult()):
-            pass
+        async for token in client.stream(MESSAGES, StreamResult()):
+            tokens.append(token)
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: tokens, "the answer is streaming")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(50):
-        if fake_vllm.streams_aborted:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: fake_vllm.streams_aborted, "the fake counts the aborted stream")
     assert fake_vllm.streams_aborted == 1 and fake_vllm.open_streams == 0
 
 

@@ -10,10 +10,11 @@ import pytest
 
 from handlers.core import progress
 from handlers.core.progress import Board, Progress, WorkCancelled
-from handlers.media import frame_sampler
+from handlers.media import frame_sampler, video
 from handlers.media.video import prepare_video
 from tests.app_helpers import sent_images
 from tests.mediacorpus import flat_page, write_pdf, write_video
+from tests.waiting import Watched, eventually
 
 
 class Clock:
@@ -71,8 +72,7 @@ async def test_a_cancelled_follower_stops_the_worker_at_its_next_check():
             pass
 
     task = asyncio.create_task(consume())
-    while len(steps) < 3:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(steps) >= 3, "the worker has made 3 steps")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -94,6 +94,15 @@ def counted_frames(monkeypatch):
 
     monkeypatch.setattr(frame_sampler, "_shot", slow_shot)
     return decoded
+
+
+@pytest.fixture
+def sampling(monkeypatch) -> Watched:
+    """Each video's sampling job, watched as it ends on its worker thread (it ends
+    after the second thread it samples the later half on)."""
+    watched = Watched(video._prepare)
+    monkeypatch.setattr(video, "_prepare", watched)
+    return watched
 
 
 async def test_a_long_video_reports_its_moments(tmp_path):
@@ -145,23 +154,23 @@ async def test_a_video_shows_progress_then_its_frames_in_the_same_message(chat, 
 
 
 async def test_stop_while_sampling_stops_decoding_and_the_chat_goes_on(
-    chat, app, tmp_path, counted_frames
+    chat, app, tmp_path, counted_frames, sampling
 ):
     clip = write_video(tmp_path / "long.mp4", seconds=600, fps=1)
     task = asyncio.create_task(chat.send("What happens?", [clip]))
-    while len(counted_frames) < 3:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(counted_frames) >= 3, "3 frames are decoded")
     task.cancel()  # what Chainlit's stop button does to the running task
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.3)  # both sampling threads reach their next check
+    await eventually(lambda: sampling.ended, "the sampling threads reach their next check")
+    assert sampling.ended == ["WorkCancelled"] and sampling.running == 0
     stopped_at = len(counted_frames)
-    await asyncio.sleep(0.5)
-    assert len(counted_frames) == stopped_at < 72  # 36 moments, 2 candidates each
+    assert stopped_at < 72  # 36 moments, 2 candidates each
     assert app.requests == []  # nothing was asked of the model
     assert not any(text.startswith("◷") for text in chat.texts())  # no stale "sampling…"
     await chat.send("Are you there?")
     assert chat.last_text() == app.reply
+    assert len(counted_frames) == stopped_at  # nothing decoded since
 
 
 async def test_a_link_says_it_is_fetching_then_what_arrived(chat, app, monkeypatch):
@@ -192,6 +201,8 @@ async def test_stopping_a_long_pdf_stops_rendering_between_pages(tmp_path, monke
         return real(*args)
 
     monkeypatch.setattr(documents, "_render_page", slow_page)
+    rendering = Watched(documents._prepare)
+    monkeypatch.setattr(documents, "_prepare", rendering)
     pdf = write_pdf(tmp_path / "manual.pdf", [flat_page((0, 0, 200))] * 40)
     board = Board()
     work = documents.prepare_pdf(
@@ -209,12 +220,9 @@ async def test_stopping_a_long_pdf_stops_rendering_between_pages(tmp_path, monke
             pass
 
     task = asyncio.create_task(consume())
-    while len(rendered) < 2:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(rendered) >= 2, "2 pages are rendered")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.3)
-    stopped_at = len(rendered)
-    await asyncio.sleep(0.5)
-    assert len(rendered) == stopped_at < 40
+    await eventually(lambda: rendering.ended, "the rendering thread reaches its next check")
+    assert rendering.ended == ["WorkCancelled"] and len(rendered) < 40

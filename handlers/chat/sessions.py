@@ -41,6 +41,11 @@ class ChatRegistry:
         loop = asyncio.get_running_loop()
         self._pending[session_id] = loop.call_later(self.grace_seconds, self.forget, session_id)
 
+    def forget_pending(self, session_id: str) -> bool:
+        """Whether the chat waits out its grace (the browser left, may come back):
+        what shows a reconnect called the forget off, without waiting out the grace."""
+        return session_id in self._pending
+
     def __len__(self) -> int:
         return len(self._chats)
 

@@ -45,7 +45,9 @@ IMAGE = None  # in `CountedMessage.texts`: an image between two text parts
 
 
 class TokenCounter:
-    """Loads the tokenizer once (about a second); `count` is then a few ms."""
+    """Loads the tokenizer once, which is slow (docs/benchmarks.md, "Smaller
+    measurements"); `count` is then quick (a long history's times: "Load",
+    "Not covered: long conversations")."""
 
     CACHE_SIZE = 4096
 

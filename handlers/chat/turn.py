@@ -144,7 +144,8 @@ class Assistant:
         conversation.add_user(incoming.id, text, parts)
         if self.store and chat.thread_id:
             await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, text, parts)
-        # Tokenizing a long history takes ~0.1 s: off the event loop, like images.
+        # Off the event loop, like images: a long history takes a while to tokenize
+        # (docs/benchmarks.md, "Load", "Not covered: long conversations").
         request = await asyncio.to_thread(self._build_request, chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
@@ -376,7 +377,8 @@ def _view_notices(hidden: tuple[str, ...], dropped: int) -> list[Notice]:
 
 
 async def start_assistant(settings: Settings, store: PreparedStore | None = None) -> Assistant:
-    """Build the app-wide services; the tokenizer loads in a thread (about 1 s)."""
+    """Build the app-wide services; the tokenizer loads in a thread (it is slow:
+    docs/benchmarks.md, "Smaller measurements")."""
     counter = await asyncio.to_thread(TokenCounter)
     early = EarlyPreparations(settings.max_upload_bytes)
     return Assistant(settings, ModelClient(settings), counter, store, early)

@@ -1,11 +1,12 @@
 """Photos prepared as soon as their upload arrives, while the person is still typing.
 
-Why: preparing a photo (decode, resize, encode) takes ~15 ms for what the
-browser uploads after shrinking it, ~70 ms for a whole 12 MP JPEG and a few
-hundred ms of CPU for a 12 MP HEIC, which browsers cannot shrink
-(`handlers/media/heic.py`; docs/benchmarks.md, "Preparing a HEIC").
-Done when the question is sent, it delays the answer's first word by as much;
-started when the upload arrives, it is usually finished by then.
+Why: preparing a photo (decode, resize, encode) takes longer the bigger it
+arrives — least for what the browser uploads after shrinking it, more for a
+whole 12 MP JPEG, most for a 12 MP HEIC, which browsers cannot shrink
+(`handlers/media/heic.py`; docs/benchmarks.md, "Preparing a photo", "Preparing
+a HEIC" and "Load"). Done when the question is sent, it delays the answer's
+first word by as much; started when the upload arrives, it is usually finished
+by then.
 
 Only images are prepared ahead: what a video or PDF becomes depends on the
 question (the pages asked for, the images left in the budget), so those wait
@@ -26,7 +27,9 @@ from pathlib import Path
 from handlers.media.images import PreparedImage, prepare_file
 from handlers.media.sniff import Kind, kind_of
 
-CAPACITY = 256  # prepared photos are ~200 KB each: at most ~50 MB waiting
+# Bounds the memory that prepared photos waiting for their question hold (one
+# photo's size: docs/benchmarks.md, "Preparing a photo", the payload table).
+CAPACITY = 256
 TTL_SECONDS = 600.0
 
 

@@ -3,9 +3,9 @@ one pool with a thread per core.
 
 Why not `asyncio.to_thread`: its default pool has cores + 4 threads, so on a
 2-core server six photos decode at once and every one of them finishes late
-(the load benchmark measured 70 ms alone, 170 ms in a burst). Queued work
-instead finishes in arrival order, one per core. Light blocking calls (a file
-write, a password hash) stay on `asyncio.to_thread`.
+(a photo's time alone and in such a burst: docs/benchmarks.md, "Load",
+"Reading"). Queued work instead finishes in arrival order, one per core. Light
+blocking calls (a file write, a password hash) stay on `asyncio.to_thread`.
 
 The threads run at a lower priority (`NICENESS`): when photos keep both cores
 busy, the event loop — other people's streaming answers and text questions —

@@ -30,7 +30,8 @@ from handlers.core.progress import SILENT, Meter
 
 CANDIDATES_PER_MOMENT = 2
 # Decoding every frame of a clip with too few keyframes is allowed up to this
-# many pixels: ~480 frames of 1080p, 1-3 s on 2 cores. Beyond it, fewer moments.
+# many pixels (~480 frames of 1080p), which keeps it to seconds (a full decode's
+# rate: docs/benchmarks.md, "Video sampling"). Beyond it, fewer moments.
 DECODE_THROUGH_PIXELS = 1_000_000_000
 THUMB_SIZE = (16, 16)
 _UPRIGHT = {

@@ -1,9 +1,9 @@
 """iPhone-style HEIC photos decoded fast: FFmpeg's HEVC decoder, tiles on two cores, at 1024 px.
 
 Why: a 12 MP iPhone HEIC is a grid of 48 HEVC tiles of 512×512. libheif
-(pillow-heif) decodes it with libde265 and converts it to full-size RGB: ~650 ms
-of CPU for a 2 MB file on the 2-core box. FFmpeg's decoder (PyAV, already here
-for videos) takes ~290 ms for the same tiles, and each tile is converted by
+(pillow-heif) decodes it with libde265 and converts it to full-size RGB.
+FFmpeg's decoder (PyAV, already here for videos) takes less CPU for the same
+tiles (docs/benchmarks.md, "Preparing a HEIC"), and each tile is converted by
 `swscale` straight to RGB at its share of the 1024 px result (area-averaged),
 so neither a full-size nor a half-size picture is ever made (~2.4 MB of pixels
 instead of 36 MB); the tiles are split over the CPU pool's helper thread

@@ -48,18 +48,21 @@ PATCH = 16  # Pixtral's image_patch_size: one token per 16×16 patch
 # 70 MP PNG already takes ~280 MB.
 MAX_PIXELS = 70_000_000
 
-JPEG_QUALITY = 88  # no visible loss at 1024 px; a 12 MP photo comes out ~200 KB
+# No visible loss at 1024 px, at a fraction of the original's bytes
+# (docs/benchmarks.md, "Preparing a photo", the payload table).
+JPEG_QUALITY = 88
 # Fewer distinct colours than this means a screenshot, chart or scan (UI text
 # with anti-aliasing has ~1-2k); a photo passes it within its first rows.
 _FLAT_COLOURS = 4096
 # A flat image goes out as PNG, keeping glyph edges crisp for OCR, unless that
 # costs more than this many times the JPEG (downscaled screenshots are ~2×).
 _PNG_MAX_RATIO = 2.5
-# zlib-ng's level 3 beat the default 6 on screenshots: 254 vs 286 KB, 19 vs 29 ms.
+# zlib-ng's level 3 beat the default 6 on screenshots, smaller and faster
+# (docs/benchmarks.md, "Smaller measurements").
 _PNG_LEVEL = 3
-# Photos are resampled with HAMMING. A 12 MP photo's 2000×1500 draft takes
-# ~48 ms to decode on this 2-core box, then LANCZOS 46, BICUBIC 29 or HAMMING
-# 18 ms to resample: only HAMMING fits the 80 ms budget. Flat images get
+# Photos are resampled with HAMMING: after the draft's decode, it is the one
+# filter that keeps a 12 MP photo within its time budget (docs/benchmarks.md,
+# "Preparing a photo"; the PSNR of each is there too). Flat images get
 # LANCZOS: crisp text is their point, and they have no budget.
 _PHOTO_RESAMPLE = Image.Resampling.HAMMING
 _FLAT_RESAMPLE = Image.Resampling.LANCZOS
@@ -67,8 +70,9 @@ _REDUCING_GAP = 3.0  # box-reduce huge sources first; Pillow: indistinguishable 
 
 # EXIF orientation → the turn that shows the picture upright, as in
 # ImageOps.exif_transpose. We turn the 1024 px result instead of the decoded
-# image (0.4-2.7 ms, against 6.4 ms for a 12 MP photo's draft), and read the
-# orientation before conversion, which would drop a TIFF's tags.
+# image, a fraction of the pixels (docs/benchmarks.md, "Preparing a photo",
+# "Orientation last"), and read the orientation before conversion, which would
+# drop a TIFF's tags.
 _UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -125,8 +129,9 @@ def image_tokens(width: int, height: int) -> int:
 
 
 def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
-    """Validate and prepare an uploaded file's bytes. CPU-bound: ~70 ms for a
-    12 MP JPEG, longer for big PNGs — call it off the event loop.
+    """Validate and prepare an uploaded file's bytes. CPU-bound, more so for big
+    PNGs than for photos (docs/benchmarks.md, "Preparing a photo"): call it off
+    the event loop.
 
     Raises InvalidAttachment for anything we will not send: empty, over
     `max_bytes`, not an allowed format (a PDF gets its own key), over
@@ -258,8 +263,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _in_srgb(rgb: Image.Image, source: Image.Image) -> Image.Image:
     """`rgb` converted to sRGB from the RGB colour profile `source` carries
     (an iPhone's Display P3, Adobe RGB), as browsers show it; Pixtral was
-    trained on sRGB pictures. Done on the 1024 px result: ~3 ms. Photos with
-    no profile, or an sRGB one, are left as they are (assumed sRGB)."""
+    trained on sRGB pictures. Done on the 1024 px result, where it is cheap
+    (docs/benchmarks.md, "Preparing a HEIC"). Photos with no profile, or an
+    sRGB one, are left as they are (assumed sRGB)."""
     transform = (
         _srgb_transform(source.info.get("icc_profile") or b"")
         if source.mode in _RGB_MODES

@@ -260,8 +260,9 @@ def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every fetch: building one reads the CA bundle, ~50 ms
-    that httpx would otherwise spend on the event loop for each link."""
+    """One TLS context for every fetch: building one reads and parses the CA
+    bundle, which httpx would otherwise do on the event loop for each link
+    (docs/benchmarks.md, "Smaller measurements")."""
     return ssl.create_default_context(cafile=certifi.where())
 
 

@@ -6,9 +6,10 @@ got it fine). The files stay as uploaded; only what the chat page is served
 changes: the picture as the model sees it (upright, ≤ 1024 px, JPEG or PNG,
 `images.prepare_image`), which is plenty for a chat bubble.
 
-Renditions are made on first view (~0.4 s for a 12 MP HEIC, in a worker
-thread); the latest `CACHE_ENTRIES` are kept in memory, keyed by the file's
-path, size and modification time.
+Renditions are made on first view, in a worker thread (a 12 MP HEIC is the
+slowest to prepare: docs/benchmarks.md, "Preparing a HEIC"), so the latest
+`CACHE_ENTRIES` are kept in memory, keyed by the file's path, size and
+modification time, rather than made again each time the chat is scrolled.
 
 Knows nothing of Chainlit or HTTP: `file_routes` (history) and
 `chainlit_routes` (a live chat's uploads) ask `rendition_for`.
@@ -27,7 +28,9 @@ from handlers.core.errors import InvalidAttachment
 from handlers.core.workers import run_cpu
 from handlers.media.images import PreparedImage, prepare_image
 
-CACHE_ENTRIES = 64  # ~200 KB each
+# Bounds the cache's memory (one prepared photo's size: docs/benchmarks.md,
+# "Preparing a photo", the payload table).
+CACHE_ENTRIES = 64
 NOT_SHOWN_BY_BROWSERS = frozenset({"image/heic", "image/heif", "image/tiff"})
 MAX_BYTES = 1 << 30  # the upload limits were applied when the file arrived
 

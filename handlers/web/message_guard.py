@@ -4,10 +4,11 @@ Chainlit's `process_message` (chainlit/socket.py, then the emitter's) trusts the
 message the browser sends over socket.io:
 
 - `fileReferences` may name an upload any number of times, and Chainlit reads
-  and saves every repeat whole (one 20 MB file named 500 times took the app
-  past 4 GB). Here repeats count once and at most `max_files` distinct files go
-  on (the file picker's limit, which Chainlit does not check on the server);
-  the rest are left out before any file is read, and named to the person.
+  and saves every repeat whole (the memory it takes: docs/security.md, "Memory
+  under the repeated-reference attack"). Here repeats count once and at most
+  `max_files` distinct files go on (the file picker's limit, which Chainlit does
+  not check on the server); the rest are left out before any file is read, and
+  named to the person.
 - the step's `type`, `metadata` and `parentId` come from the browser, so a
   person could send an "assistant answer" (`metadata.kind`, which history and
   the ratings export rely on) and rate it. A message from the browser is made a

@@ -14,8 +14,6 @@ Knows nothing of the fake server or of what the answers should say.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
@@ -107,12 +105,3 @@ class LoginPage:
         self.page.fill("#email", name)
         self.page.fill("#password", password)
         self.page.locator("button[type=submit]").click()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll a condition outside the page (e.g. the fake server's counters)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.05)

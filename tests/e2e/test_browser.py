@@ -22,8 +22,9 @@ from PIL import Image
 from playwright.sync_api import Locator, expect
 
 from handlers.core.i18n import translate
-from tests.e2e.chat_page import COMPOSER, ERROR_ICON, QUESTIONS, ChatPage, wait_until
+from tests.e2e.chat_page import COMPOSER, ERROR_ICON, QUESTIONS, ChatPage
 from tests.fake_vllm import FakeVLLM, count_images
+from tests.waiting import wait_until
 
 LONG_REPLY = " ".join(f"w{n}" for n in range(1, 301))  # 300 tokens: 15 s at 0.05 s a token
 CJK = re.compile("[\u4e00-\u9fff]")

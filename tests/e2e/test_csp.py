@@ -22,9 +22,10 @@ from PIL import Image
 from playwright.sync_api import ConsoleMessage
 
 from tests import imagecorpus
-from tests.e2e.chat_page import ChatPage, wait_until
+from tests.e2e.chat_page import ChatPage
 from tests.e2e.test_uploads import Uploads
 from tests.fake_vllm import FakeVLLM
+from tests.waiting import wait_until
 
 THIRD_PARTY_STYLES = (
     "fonts.googleapis.com",

@@ -19,9 +19,10 @@ from playwright.sync_api import Request, Route, expect
 
 from handlers.media import images
 from tests import imagecorpus
-from tests.e2e.chat_page import QUESTIONS, ChatPage, wait_until
+from tests.e2e.chat_page import QUESTIONS, ChatPage
 from tests.e2e.test_browser import sent_images
 from tests.fake_vllm import FakeVLLM, count_images
+from tests.waiting import wait_until
 
 UPLOADS = "**/project/file?**"
 

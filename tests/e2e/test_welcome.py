@@ -19,8 +19,9 @@ from playwright.sync_api import BrowserContext, Page, expect
 from handlers.chat.welcome import STARTER_TASKS
 from handlers.core.i18n import translate
 from handlers.core.prompts import preset_instruction
-from tests.e2e.chat_page import TIMEOUT_MS, ChatPage, LoginPage, wait_until
+from tests.e2e.chat_page import TIMEOUT_MS, ChatPage, LoginPage
 from tests.fake_vllm import FakeVLLM
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 STARTERS = "#starters button"

@@ -27,6 +27,8 @@ from chainlit.server import app as chainlit_server
 from chainlit.server import sio
 from chainlit.user import User
 
+from tests.waiting import eventually
+
 SOCKET_PATH = "/ws/socket.io"
 WAIT_S = 30  # a guard against hanging, not a timing claim
 
@@ -66,8 +68,7 @@ async def live_app(start_app, monkeypatch: pytest.MonkeyPatch, request: pytest.F
         )
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, "uvicorn is serving")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield LiveApp(f"http://127.0.0.1:{port}")

@@ -23,6 +23,7 @@ from handlers.core.i18n import translate
 from handlers.core.settings import SettingsError, load_settings
 from handlers.storage.database import credentials, ensure_schema, make_engine
 from handlers.storage.users import UserStore
+from tests.waiting import eventually
 
 SECRET = "sign-in-test-secret-" + "x" * 32
 PROXY_SECRET = "proxy-secret-" + "y" * 32
@@ -202,10 +203,7 @@ async def test_a_flood_from_forged_addresses_cannot_queue_up_behind_the_password
 
     first = [asyncio.create_task(attempt(n)) for n in (1, 2)]
     gate = chainlit_app.services().sign_ins
-    for _ in range(1000):
-        if gate._waiting == 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: gate._waiting == 2, "both first attempts wait for the password thread")
     refused = await attempt(3)
     release.set()
     assert refused.status_code == 429 and refused.json()["detail"] == translate(
