@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 
 import chainlit as cl
-from chainlit.input_widget import Select
+from chainlit.input_widget import InputWidget, Select
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_server
 from chainlit.server import sio as chainlit_socket
-from chainlit.types import ThreadDict
+from chainlit.session import WebsocketSession
+from chainlit.types import CommandDict, ThreadDict
 
 from handlers.chat import download as chat_download
 from handlers.chat import history, welcome
@@ -118,7 +119,7 @@ async def oauth_login(provider_id: str, token: str, raw_user_data: dict, default
 
 async def _tell(error: UserFacingError, refused: bool) -> None:
     """What the message guard says about a message as it arrives (handlers/web/message_guard.py)."""
-    language = cl.context.session.language or "en-US"
+    language = _session().language or "en-US"
     if refused:
         await cl.ErrorMessage(content=error.message(language)).send()
     else:
@@ -301,13 +302,21 @@ async def on_stop() -> None:
 async def on_chat_end() -> None:
     """The browser went away or started a new chat: stop generating for it
     (Chainlit does not cancel the running task on disconnect) and free its memory."""
-    session = cl.context.session
+    session = _session()
     if session.current_task and not session.current_task.done():
         session.current_task.cancel()
     if session.to_clear:
         _chats.forget(session.id)
     else:
         _chats.forget_later(session.id)
+
+
+def _session() -> WebsocketSession:
+    """The session a callback here runs in: always a socket's (actions too, by the
+    session id they carry); Chainlit makes HTTP sessions only for its REST API."""
+    session = cl.context.session
+    assert isinstance(session, WebsocketSession), "a chat callback outside a socket session"
+    return session
 
 
 def _chat() -> ChatSession:
@@ -320,7 +329,7 @@ def _chat() -> ChatSession:
 def _new_chat(thread_id: str | None, conversation: Conversation | None = None) -> ChatSession:
     """A chat for this session, remembered; its answer language is the one the person
     chose (Chainlit keeps chat settings with the thread), else the app's default."""
-    session = cl.context.session
+    session = _session()
     chosen = (session.chat_settings or {}).get("answer_language")
     chat = ChatSession(
         ui_language=session.language or "en-US",
@@ -336,33 +345,38 @@ def _new_chat(thread_id: str | None, conversation: Conversation | None = None) -
 
 def _incoming(message: cl.Message) -> Incoming:
     uploads = [
-        Upload(key=element.id, name=element.name, path=Path(element.path))
+        Upload(key=element.id, name=element.name, path=Path(path))
         for element in message.elements or []
-        if getattr(element, "path", None)
+        if (path := getattr(element, "path", None))
     ]
     return Incoming(message.id, message.content or "", message.command, uploads)
 
 
 async def _offer_tools(chat: ChatSession) -> None:
     await cl.context.emitter.set_commands(_commands(chat.ui_language))
-    await cl.ChatSettings([_language_setting(chat)]).send()
+    inputs: list[InputWidget] = [_language_setting(chat)]
+    await cl.ChatSettings(inputs).send()
 
 
-def _commands(language: str) -> list[dict]:
-    presets = [
+def _commands(language: str) -> list[CommandDict]:
+    presets: list[CommandDict] = [
         {
             "id": preset.id,
             "icon": preset.icon,
             "description": translate(f"preset.{preset.id}", language),
             "button": False,
+            "persistent": False,
+            "selected": False,
         }
         for preset in PRESETS
     ]
-    download = {
+    download: CommandDict = {
         "id": DOWNLOAD_COMMAND,
         "icon": "download",
         "description": translate("download.command", language),
         "button": False,
+        "persistent": False,
+        "selected": False,
     }
     return [*presets, download]
 

@@ -31,4 +31,10 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
 fi
 
+# The checked habits (pyproject.toml): lint, format, the layers, the types.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-logo
+.venv/bin/mypy
+
 exec .venv/bin/python -m pytest "$@"

@@ -103,8 +103,14 @@ def _cells(entry: dict, images: int, with_notes: bool) -> tuple[Cell, ...]:
 def _total_row(
     rows: tuple[tuple[Cell, ...], ...], images: int, with_notes: bool, language: str
 ) -> tuple[Cell, ...]:
-    sums = [sum(row[column] or 0 for row in rows) for column in range(1, images + 2)]
+    sums = [sum(_number(row[column]) for row in rows) for column in range(1, images + 2)]
     return (translate("count.total", language), *sums, *([""] if with_notes else []))
+
+
+def _number(cell: Cell) -> int:
+    """A cell of a count column as a number: None (the model said nothing) is 0."""
+    assert not isinstance(cell, str), "only the name and note columns hold text"
+    return cell or 0
 
 
 def to_markdown(table: Table, language: str) -> str:

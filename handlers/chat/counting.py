@@ -26,6 +26,7 @@ import json
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from handlers.chat.count_table import Count, Row, as_written, build_table, to_csv, to_markdown
 from handlers.core.i18n import translate
@@ -84,9 +85,9 @@ def parse_count(text: str) -> Count | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         return None
-    rows = [_row(item) for item in data["objects"]]
+    rows = [row for row in map(_row, data["objects"]) if row is not None]
     total, uncertain = data.get("total"), data.get("uncertain", [])
-    if None in rows or not _is_count(total) or not isinstance(uncertain, list):
+    if len(rows) != len(data["objects"]) or not _is_count(total) or not isinstance(uncertain, list):
         return None
     if not all(isinstance(item, str) for item in uncertain):
         return None
@@ -120,7 +121,7 @@ def _clean(text: str) -> str:
     return " ".join("".join(kept).split())
 
 
-def _is_count(value: object) -> bool:
+def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

@@ -78,7 +78,9 @@ async def owned_thread(layer: ThreadSource, thread_id: str | None, identifier: s
     except ValueError:  # no such thread
         author = None
     thread = (
-        await layer.get_thread(thread_id) if author is not None and author == identifier else None
+        await layer.get_thread(thread_id)
+        if thread_id and author is not None and author == identifier
+        else None
     )
     if not thread:
         raise RequestRefused("error.download_unavailable")
@@ -108,15 +110,20 @@ def build_download(
     blocks = _blocks(thread, store, original_path, language, skip)
     header = _header(thread, language, now or datetime.now(UTC))
     # The text as if every image fitted, plus room for a "left out" line in place of each link.
-    pictures = sum(1 for block in blocks if isinstance(block, _Picture))
+    links = sum(1 for block in blocks if isinstance(block, _Picture))
     text_size = (
-        len(_render(header, _fit(blocks, max_bytes), language, max_bytes).encode()) + 200 * pictures
+        len(_render(header, _fit(blocks, max_bytes), language, max_bytes).encode()) + 200 * links
     )
     if text_size > max_bytes:
         raise RequestRefused("error.download_too_big", limit=_megabytes(max_bytes))
     blocks = _fit(blocks, max_bytes - text_size)
     markdown = _render(header, blocks, language, max_bytes)
-    pictures = [block for block in blocks if isinstance(block, _Picture) and block.arcname]
+    # A picture given an arcname is one whose source fitted (`_fit`).
+    pictures = [
+        (block.source, block.arcname)
+        for block in blocks
+        if isinstance(block, _Picture) and block.arcname and block.source
+    ]
     path = _write_zip(markdown, pictures)
     left_out = sum(1 for block in blocks if isinstance(block, _Picture) and block.left_out)
     return Download(path, _zip_name(thread, now), len(pictures), left_out)
@@ -313,7 +320,7 @@ def _zip_name(thread: dict, now: datetime | None) -> str:
     return f"chat-{day}-{title}.zip" if title else f"chat-{day}.zip"
 
 
-def _write_zip(markdown: str, pictures: list[_Picture]) -> Path:
+def _write_zip(markdown: str, pictures: list[tuple[Path, str]]) -> Path:
     """The zip on disk; images are stored as they are (already compressed)."""
     fd, name = tempfile.mkstemp(prefix="chat-download-", suffix=".zip")
     os.close(fd)
@@ -321,8 +328,8 @@ def _write_zip(markdown: str, pictures: list[_Picture]) -> Path:
     try:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr(CHAT_FILE, markdown.encode(), compress_type=zipfile.ZIP_DEFLATED)
-            for picture in pictures:
-                archive.write(picture.source, picture.arcname, compress_type=zipfile.ZIP_STORED)
+            for source, arcname in pictures:
+                archive.write(source, arcname, compress_type=zipfile.ZIP_STORED)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

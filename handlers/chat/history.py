@@ -19,8 +19,9 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from handlers.chat.conversation import Conversation, ImagePart, Turn
 from handlers.core.errors import InvalidAttachment
@@ -90,7 +91,11 @@ class PreparedStore:
 
 
 async def rebuild(
-    thread: dict, store: PreparedStore, original_path: Callable[[str], Path], *, max_bytes: int
+    thread: Mapping[str, Any],
+    store: PreparedStore,
+    original_path: Callable[[str], Path],
+    *,
+    max_bytes: int,
 ) -> Conversation:
     """The conversation of a persisted Chainlit thread: the person's messages with
     their images, and the answers (notices and error messages are left out)."""
@@ -123,7 +128,7 @@ def download_requests(steps: Iterable[dict]) -> frozenset[str]:
         if metadata.get("kind") != DOWNLOAD_KIND:
             continue
         if step.get("type") == "user_message":
-            marked.add(step.get("id"))
+            marked.add(step["id"])
         elif metadata.get("reply_to"):
             named.add(metadata["reply_to"])
     return frozenset(marked | named)
@@ -134,7 +139,7 @@ def _empty_messages(steps: Iterable[dict], elements: list[dict]) -> frozenset[st
     nothing for them), so not replayed either."""
     with_files = {element.get("forId") for element in elements}
     return frozenset(
-        step.get("id")
+        step["id"]
         for step in steps
         if step.get("type") == "user_message"
         and not (step.get("output") or "").strip()

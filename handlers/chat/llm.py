@@ -19,8 +19,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from handlers.core.errors import ModelAuthFailed, ModelError, ModelRejected, ModelUnavailable
 from handlers.core.settings import DEFAULT_MODEL, Settings, redact_url
@@ -128,17 +130,18 @@ class ModelClient:
         messages: list[dict],
         extra_body: dict | None = None,
         response_format: dict | None = None,
-    ):
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
         """Start a streamed completion, retrying and failing over before any token."""
         model = await self.model()
-        extra = {"response_format": response_format} if response_format else {}
+        extra: dict[str, Any] = {"response_format": response_format} if response_format else {}
         attempt = 0
         while True:
             client = self._clients[attempt % len(self._clients)]
             try:
                 stream = await client.chat.completions.create(
                     model=model,
-                    messages=messages,
+                    # Built as plain dicts of the wire format (`conversation`), sent as JSON.
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
                     max_tokens=self._settings.max_tokens,
                     temperature=self._settings.temperature,
                     stream=True,

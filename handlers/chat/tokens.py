@@ -129,7 +129,8 @@ def _runs(message: CountedMessage) -> list[str]:
     two images joined with a blank line (empty parts skipped); at least one run."""
     if message.role == "assistant":
         return ["".join(text for text in message.texts if text)]
-    runs, current = [], []
+    runs: list[list[str]] = []
+    current: list[str] = []
     for text in message.texts:
         if text is IMAGE:
             runs.append(current)

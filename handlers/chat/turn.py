@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -119,13 +119,14 @@ class Assistant:
 
     async def respond(
         self, chat: ChatSession, incoming: Incoming
-    ) -> AsyncIterator[Progress | Notice | str | CountStatus | Final]:
+    ) -> AsyncGenerator[Progress | Notice | str | CountStatus | Final, None]:
         self._check_length(incoming.text)
         incoming = _with_awaited_task(chat, incoming)
         conversation = chat.conversation
         edited = conversation.cut_back_to(incoming.id)
         self._check_chat_size(conversation)
-        board, found = Board(), []
+        board = Board()
+        found: list[tuple[tuple[ImagePart, ...], list[Notice]]] = []
         async for progress in board.follow(self._images_for(incoming, edited, board), found):
             yield progress
         parts, notices = found[0]
@@ -149,6 +150,7 @@ class Assistant:
         request = await asyncio.to_thread(self._build_request, chat)
         for notice in _view_notices(request.newly_hidden, request.newly_dropped):
             yield notice
+        answer: AsyncIterator[Notice | str | CountStatus | Final]
         if incoming.command == "count":
             names = [part.image.name for part in conversation.latest_images()]
             answer = self._stream_count(
@@ -161,7 +163,7 @@ class Assistant:
 
     async def continue_answer(
         self, chat: ChatSession, answer_id: str
-    ) -> AsyncIterator[Notice | str]:
+    ) -> AsyncGenerator[Notice | str, None]:
         """The rest of answer `answer_id`, cut at the length limit: the same request
         with the answer so far as the start of the model's reply. Only the chat's
         last answer can go on (a later message has moved past it)."""

@@ -28,7 +28,8 @@ DROP_TO = 0.75  # when turns must go, keep this share of the budget: room to gro
 
 
 class _Turn(Protocol):
-    role: str
+    @property
+    def role(self) -> str: ...
 
     @property
     def images(self) -> Sequence[object]: ...

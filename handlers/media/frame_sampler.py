@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 from PIL import Image, ImageChops, ImageStat
@@ -48,9 +49,17 @@ class Shot:
     thumb: Image.Image  # THUMB_SIZE, for cheap comparisons
 
 
+def time_base(stream: av.VideoStream) -> Fraction:
+    """Seconds per tick of `stream`'s timestamps. PyAV types it optional (a
+    stream being written has none before its header); FFmpeg gives every
+    stream it reads one."""
+    assert stream.time_base is not None, "a demuxed stream always has a time base"
+    return stream.time_base
+
+
 def stream_start(stream: av.VideoStream) -> float:
     """Seconds at which `stream` starts; times here count from it."""
-    return float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    return float(stream.start_time * time_base(stream)) if stream.start_time else 0.0
 
 
 def sample(

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import av
 from PIL import ExifTags, Image
@@ -36,6 +37,8 @@ _ORIENTATIONS = {1: 8, 2: 3, 3: 6}
 _MATRICES = {1: "ITU709", 5: "ITU601", 6: "ITU601"}
 _ALPHA_URNS = (b"urn:mpeg:hevc:2015:auxid:1", b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha")
 _PIXEL_FORMATS = frozenset({"yuvj420p", "yuv420p"})
+# The meta box's children by kind, each as its body's span.
+_Boxes = dict[bytes, tuple[int, int]]
 
 
 class _Unusual(Exception):
@@ -104,7 +107,7 @@ def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
     scale = (size[0] / grid.width, size[1] / grid.height)
     halves = [grid.tiles[n::2] for n in range(2)]
     counts = run_split(
-        [lambda ids=ids: _decode_tiles(data, grid, ids, canvas, scale) for ids in halves if ids]
+        [partial(_decode_tiles, data, grid, ids, canvas, scale) for ids in halves if ids]
     )
     if sum(counts) != len(grid.tiles):
         raise _Unusual  # a tile that decoded to nothing
@@ -124,8 +127,8 @@ def _decode_tiles(
     halves write disjoint cells). Returns how many tiles were pasted."""
     cells = {item: divmod(n, grid.columns) for n, item in enumerate(grid.tiles) if item in items}
     pasted = 0
-    with av.open(io.BytesIO(data), format="mov") as container:
-        streams = [s for s in container.streams.video if s.id in cells]
+    with av.open(io.BytesIO(data), "r", format="mov") as container:
+        streams = tuple(s for s in container.streams.video if s.id in cells)
         if len(streams) != len(cells):
             raise _Unusual
         for stream in streams:
@@ -150,11 +153,11 @@ def _decode_tiles(
 def _to_rgb(frame: av.VideoFrame, matrix: str | None, size: tuple[int, int]) -> Image.Image:
     if frame.format.name not in _PIXEL_FORMATS or min(size) < 1:
         raise _Unusual
-    options = {"src_colorspace": matrix} if matrix else {}
-    return frame.reformat(*size, "rgb24", interpolation="AREA", **options).to_image()
+    # src_colorspace=None is the frame's own, as when it is left out
+    return frame.reformat(*size, "rgb24", src_colorspace=matrix, interpolation="AREA").to_image()
 
 
-def _boxes(data: bytes, start: int, end: int):
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     while start + 8 <= end:
         size, kind = struct.unpack_from(">I4s", data, start)
         header = 8
@@ -204,7 +207,7 @@ def _references(data: bytes, start: int, end: int) -> list[tuple[bytes, int, tup
     return refs
 
 
-def _properties(data: bytes, boxes: dict, item: int) -> dict[bytes, list[tuple[int, int]]]:
+def _properties(data: bytes, boxes: _Boxes, item: int) -> dict[bytes, list[tuple[int, int]]]:
     """The item's properties by kind (a picture may have two colour boxes), each as its body's span."""
     iprp = boxes[b"iprp"]
     ipco = list(_boxes(data, *_child(data, *iprp, b"ipco")))
@@ -232,7 +235,7 @@ def _properties(data: bytes, boxes: dict, item: int) -> dict[bytes, list[tuple[i
     raise _Unusual
 
 
-def _item_data(data: bytes, boxes: dict, item: int) -> bytes:
+def _item_data(data: bytes, boxes: _Boxes, item: int) -> bytes:
     start, end = boxes[b"iloc"]
     version = data[start]
     sizes = data[start + 4], data[start + 5]
@@ -283,7 +286,7 @@ def _colour(data: bytes, boxes: list[tuple[int, int]]) -> tuple[bytes | None, st
     return icc, matrix
 
 
-def _is_alpha(data: bytes, boxes: dict, item: int) -> bool:
+def _is_alpha(data: bytes, boxes: _Boxes, item: int) -> bool:
     try:
         auxc = _properties(data, boxes, item).get(b"auxC")
     except _Unusual:

@@ -147,6 +147,7 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
         # gives the right box whatever the EXIF orientation.
         image.draft("RGB", _fit(*image.size))
         _decode(name, image)
+        assert image.format is not None, "Image.open names the format it recognised"
         return prepare_pil(name, image, source_format=image.format)
 
 
@@ -271,7 +272,8 @@ def _in_srgb(rgb: Image.Image, source: Image.Image) -> Image.Image:
         if source.mode in _RGB_MODES
         else None
     )
-    return ImageCms.applyTransform(rgb, transform) if transform else rgb
+    # Pillow types the result optional for inPlace=True, which is not used here.
+    return ImageCms.applyTransform(rgb, transform) if transform else rgb  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=16)

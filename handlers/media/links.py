@@ -232,7 +232,8 @@ async def _resolve(host: str, name: str, resolver: Resolver | None) -> list[Addr
 
 async def _system_resolver(host: str) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    # A Python built without IPv6 gives (int, bytes) for an IPv6 address: nothing to reach.
+    return [info[4][0] for info in infos if isinstance(info[4][0], str)]
 
 
 def is_public(address: Address) -> bool:

@@ -42,7 +42,7 @@ from handlers.core.progress import SILENT, Meter
 from handlers.core.workers import run_cpu
 from handlers.media.bundle import LabelledImage, MediaBundle
 from handlers.media.contact_sheet import MAX_SIDE, cell_box, contact_sheet
-from handlers.media.frame_sampler import Shot, sample, stream_start
+from handlers.media.frame_sampler import Shot, sample, stream_start, time_base
 from handlers.media.images import prepare_pil
 from handlers.media.sniff import (
     AUDIO_CONTAINERS,
@@ -193,13 +193,13 @@ def _check_duration(name: str, duration: float, max_duration_s: float) -> None:
 def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
     """Seconds of video: the stream header, else the container's, else by reading packets."""
     if stream.duration:
-        return float(stream.duration * stream.time_base)
+        return float(stream.duration * time_base(stream))
     if container.duration:
         return container.duration / av.time_base
     end = 0.0
     for packet in container.demux(stream):
         if packet.pts is not None and packet.size:
-            end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
+            end = max(end, float((packet.pts + (packet.duration or 0)) * time_base(stream)))
     return max(0.0, end - stream_start(stream))
 
 

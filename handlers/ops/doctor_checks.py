@@ -22,10 +22,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionContentPartParam
 from PIL import Image
 
 from handlers.core.settings import Settings
@@ -249,7 +250,11 @@ GATES = 3
 
 
 async def _ask(probe: Probe, images: list[dict], *, max_tokens: int, stream: bool = False):
-    content = [{"type": "text", "text": QUESTION}, *images]
+    assert probe.model is not None, "the model gate, which sets it, passed before any check asks"
+    # The images are plain dicts of the wire format (`_tiny_images`).
+    content = cast(
+        "list[ChatCompletionContentPartParam]", [{"type": "text", "text": QUESTION}, *images]
+    )
     return await probe.llm.chat.completions.create(
         model=probe.model,
         messages=[{"role": "user", "content": content}],

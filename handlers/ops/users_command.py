@@ -18,6 +18,7 @@ import getpass
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,7 +35,7 @@ from handlers.storage.users import (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would exit 2; scripts expect 0/1
+    def error(self, message: str) -> NoReturn:  # argparse would exit 2; scripts expect 0/1
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,27 +229,25 @@ def make_data_layer(
     `thread_deleted(thread_id)` runs after Chainlit deletes a thread (its rows and
     uploads), for what the app keeps beside them (the prepared images)."""
     url = database_url(settings)
-    layer = _data_layer_class()(
+    layer = _data_layer_class(thread_deleted)(
         conninfo=url, connect_args=_connect_args(url), storage_provider=storage
     )
-    layer.thread_deleted = thread_deleted
     _encode_documents(layer.engine)
     return layer
 
 
-@cache
-def _data_layer_class() -> type[SQLAlchemyDataLayer]:
+def _data_layer_class(
+    thread_deleted: Callable[[str], Awaitable[None]] | None,
+) -> type[SQLAlchemyDataLayer]:
     from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 
     class DataLayer(SQLAlchemyDataLayer):
         """Chainlit's, telling the app when a thread is deleted (`DELETE /project/thread`)."""
 
-        thread_deleted: Callable[[str], Awaitable[None]] | None = None
-
         async def delete_thread(self, thread_id: str) -> None:
             await super().delete_thread(thread_id)
-            if self.thread_deleted is not None:
-                await self.thread_deleted(thread_id)
+            if thread_deleted is not None:
+                await thread_deleted(thread_id)
 
     return DataLayer
 

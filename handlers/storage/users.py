@@ -187,7 +187,7 @@ class UserStore:
         self, identifier: str, password_hash: str, *, sign_out: bool = True
     ) -> None:
         change = update(credentials).where(credentials.c.identifier == identifier)
-        values = {"password_hash": password_hash, "updated_at": _now()}
+        values: dict[str, object] = {"password_hash": password_hash, "updated_at": _now()}
         if sign_out:  # a new password: sessions signed in with the old one end
             values["tokens_valid_after"] = time.time()
         async with self._engine.begin() as conn:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import chainlit as cl
@@ -63,7 +63,7 @@ class ProgressView:
             await send_notice(notice, self.language)
             return
         message.content = "ℹ️ " + translate(notice.key, self.language, **notice.params)
-        message.elements = images_of(notice)
+        message.elements = images_of(notice)  # type: ignore[assignment]  # see CountView.final
         await message.update()
 
     async def close(self) -> None:
@@ -88,10 +88,13 @@ class CountView:
 
     async def final(self, item: Final) -> None:
         self.kept = item.text
-        self.answer.elements = [
+        files = [
             cl.File(name=file.name, content=file.data, mime=file.mime, display="inline")
             for file in item.files
         ]
+        # Chainlit types `elements` with a TypeVar that its class does not bind
+        # (list[ElementBased]), so no list of elements matches it.
+        self.answer.elements = files  # type: ignore[assignment]
         await self.settle()
 
     async def settle(self) -> None:
@@ -119,7 +122,7 @@ def images_of(notice: Notice) -> list[cl.Image]:
 
 
 async def stream_into(
-    answer: cl.Message, items: AsyncIterator, language: str, *, sent: bool = False
+    answer: cl.Message, items: AsyncGenerator, language: str, *, sent: bool = False
 ) -> None:
     """Show what `respond` (or `continue_answer`) yields: progress, notices, and
     the answer's text in `answer` — sent at the end, or updated if it was `sent`.
@@ -152,7 +155,7 @@ async def stream_into(
         return
     except Exception:  # a bug: logged in full, the person gets a plain apology
         log.exception(
-            "unexpected failure while answering message %s", answer.metadata.get("reply_to")
+            "unexpected failure while answering message %s", (answer.metadata or {}).get("reply_to")
         )
         await _settle(view, count)
         await _send_failure(answer, UserFacingError(), language, sent)

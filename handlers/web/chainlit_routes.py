@@ -178,5 +178,8 @@ def _in_front_of(app: FastAPI, chainlit_endpoint: Callable, endpoint: Callable) 
             f"Chainlit's route for {chainlit_endpoint.__name__} was not found: is this Chainlit 2.12?"
         )
     router = APIRouter()
-    router.add_api_route(original.path, endpoint, methods=list(original.methods), name=name)
+    # An APIRoute always has methods (GET if none were given); the attribute is typed
+    # as Starlette's Route's, which may have none.
+    methods = list(original.methods)  # type: ignore[arg-type]
+    router.add_api_route(original.path, endpoint, methods=methods, name=name)
     app.router.routes[0:0] = router.routes

@@ -88,7 +88,8 @@ def _not_found() -> HTTPException:
 async def _signed_in_identifier(token: str | None) -> str | None:
     """Chainlit answers a missing or bad token with 401; here that is just "nobody"."""
     try:
-        user = await get_current_user(token)
+        # Chainlit's own dependency passes None for no token too (401); it annotates `str`.
+        user = await get_current_user(token)  # type: ignore[arg-type]
     except HTTPException:
         return None
     return user.identifier if user else None

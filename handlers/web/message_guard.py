@@ -33,6 +33,8 @@ from chainlit.config import config
 from chainlit.context import init_ws_context
 from chainlit.server import sio
 from chainlit.session import WebsocketSession
+from chainlit.step import StepDict
+from chainlit.types import MessagePayload
 
 from handlers.core.errors import UserFacingError
 from handlers.web.chainlit_routes import STEP_THREAD, thread_of
@@ -55,7 +57,7 @@ def install(max_files: int, tell: Tell) -> None:
     """Check every message from now on; the file picker offers `max_files` too."""
     config.features.spontaneous_file_upload.max_files = max_files
 
-    async def process_message(session: WebsocketSession, payload: dict) -> None:
+    async def process_message(session: WebsocketSession, payload: MessagePayload) -> None:
         init_ws_context(session)
         try:
             await _require_new_step(str(payload["message"].get("id")), session.thread_id)
@@ -67,7 +69,7 @@ def install(max_files: int, tell: Tell) -> None:
             await tell(FilesLeftOut(limit=max_files, names=", ".join(left_out)), False)
         await _original_process(session, payload)
 
-    async def edit_message(sid: str, payload: dict) -> None:
+    async def edit_message(sid: str, payload: MessagePayload) -> None:
         init_ws_context(WebsocketSession.require(sid))
         wanted = payload["message"]["id"]
         if any(m.id == wanted and m.type == "user_message" for m in chat_context.get()):
@@ -82,9 +84,16 @@ def uninstall() -> None:
     sio.on("edit_message")(_original_edit)
 
 
-def checked(payload: dict, files: dict, max_files: int) -> tuple[dict, list[str]]:
+def checked(
+    payload: MessagePayload, files: dict, max_files: int
+) -> tuple[MessagePayload, list[str]]:
     """The payload as Chainlit may take it, and the names of the files left out."""
-    message = {**payload["message"], "type": "user_message", "metadata": {}, "parentId": None}
+    message: StepDict = {
+        **payload["message"],
+        "type": "user_message",
+        "metadata": {},
+        "parentId": None,
+    }
     distinct = list(dict.fromkeys(ref["id"] for ref in payload.get("fileReferences") or []))
     kept, dropped = distinct[:max_files], distinct[max_files:]
     names = [files[key]["name"] for key in dropped if key in files]

@@ -35,7 +35,7 @@ from typing import Any
 import chainlit.auth
 import jwt
 from chainlit.auth.jwt import get_jwt_secret
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
 
 PASSWORD_PROVIDER = "password"  # the sign-in metadata handlers/web/sign_in.py gives
 HEADER_PROVIDER = "header"
@@ -99,7 +99,8 @@ def install(policy: TokenPolicy) -> None:
     global _policy
     _policy = policy
 
-    async def authenticate_user(token: str):
+    # Chainlit's signature, default included, so this stays a drop-in replacement.
+    async def authenticate_user(token: str = Depends(chainlit.auth.reuseable_oauth)):
         claims = claims_of(token)
         if claims is not None and not await counts(claims, policy):
             raise HTTPException(status_code=401, detail="Invalid authentication token")
