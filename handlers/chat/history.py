@@ -22,8 +22,9 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from handlers.chat.conversation import Conversation, ImagePart, Turn
+from handlers.chat.conversation import Conversation, Turn
 from handlers.core.errors import InvalidAttachment
+from handlers.media.bundle import ImagePart
 from handlers.media.images import PreparedImage, prepare_file
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ async def _prepare_originals(
         except (InvalidAttachment, OSError, ValueError):
             log.warning("could not restore element %s of step %s", element.get("id"), step_id)
             continue
-        parts.append(ImagePart(element["id"], image))
+        parts.append(ImagePart(key=element["id"], image=image))
     return tuple(parts)
 
 
@@ -189,4 +190,4 @@ def _part(entry: dict, data: bytes) -> ImagePart:
         data=data,
         tokens=entry["tokens"],
     )
-    return ImagePart(entry["key"], image, entry["label"])
+    return ImagePart(key=entry["key"], image=image, label=entry["label"])

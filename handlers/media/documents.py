@@ -28,7 +28,7 @@ from PIL import Image
 from handlers.core.errors import InvalidAttachment, RequestRefused
 from handlers.core.progress import SILENT, Meter
 from handlers.core.workers import run_cpu
-from handlers.media.bundle import LabelledImage, MediaBundle
+from handlers.media.bundle import ImagePart, MediaBundle
 from handlers.media.images import prepare_pil
 
 RENDER_SIDE = 1024  # px, the longest side of each image sent
@@ -139,7 +139,7 @@ def _prepare(
         wanted, missing = _choose(name, pages, total)
         rendered = _render_within_budget(name, document, wanted, max_images, tile, meter)
     images = tuple(
-        LabelledImage(label, prepare_pil(name, image, source_format="PDF"))
+        ImagePart(image=prepare_pil(name, image, source_format="PDF"), label=label)
         for _, label, image in rendered
     )
     sent = list(dict.fromkeys(number for number, _, _ in rendered))
