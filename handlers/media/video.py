@@ -41,9 +41,10 @@ from handlers.core.errors import InvalidAttachment
 from handlers.core.progress import SILENT, Meter
 from handlers.core.workers import run_cpu
 from handlers.media.bundle import ImagePart, MediaBundle
-from handlers.media.contact_sheet import MAX_SIDE, cell_box, contact_sheet
+from handlers.media.contact_sheet import cell_box, contact_sheet
 from handlers.media.frame_sampler import Shot, sample, stream_start
 from handlers.media.images import prepare_pil
+from handlers.media.pixtral import MAX_SIDE
 from handlers.media.sniff import (
     AUDIO_CONTAINERS,
     DEFAULT_MAX_PIXELS,
