@@ -24,13 +24,12 @@ from pathlib import Path
 
 from handlers.chat.conversation import Conversation, Turn
 from handlers.core.errors import InvalidAttachment
+from handlers.core.message_kinds import ANSWER_KIND, DOWNLOAD_KIND
 from handlers.media.bundle import ImagePart
 from handlers.media.images import PreparedImage, prepare_file
 
 log = logging.getLogger(__name__)
 
-ANSWER_KIND = "answer"  # metadata["kind"] of the assistant messages that are answers
-DOWNLOAD_KIND = "download"  # metadata["kind"] of a request for the chat download, and its reply
 MANIFEST = "images.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
