@@ -26,6 +26,7 @@ from handlers.chat.sessions import ChatRegistry
 from handlers.chat.turn import ChatSession, Incoming, Notice
 from handlers.core.errors import RequestRefused, UserFacingError
 from handlers.core.i18n import translate
+from handlers.core.message_kinds import ANSWER_KIND, DOWNLOAD_KIND
 from handlers.core.prompts import PRESETS
 from handlers.core.settings import ANSWER_LANGUAGES, load_settings
 from handlers.services import Services, start_services
@@ -181,7 +182,7 @@ async def _answer(message: cl.Message) -> None:
         await cl.ErrorMessage(content=translate("error.signed_out", chat.ui_language)).send()
         return
     await withdraw_continue()  # a new question moves past a cut answer
-    answer = cl.Message(content="", metadata={"kind": history.ANSWER_KIND, "reply_to": message.id})
+    answer = cl.Message(content="", metadata={"kind": ANSWER_KIND, "reply_to": message.id})
     await stream_into(
         answer, services().assistant.respond(chat, _incoming(message)), chat.ui_language
     )
@@ -224,7 +225,7 @@ DOWNLOAD_COMMAND = "download"
 async def _send_download(request: cl.Message) -> None:
     """`/download`: the chat as a zip (handlers/chat/download.py), for its owner only."""
     language, found = _chat().ui_language, services()
-    request.metadata = {**(request.metadata or {}), "kind": history.DOWNLOAD_KIND}
+    request.metadata = {**(request.metadata or {}), "kind": DOWNLOAD_KIND}
     await request.update()  # marked, so that a resume does not take it for a question
     user = cl.context.session.user
     try:
@@ -257,7 +258,7 @@ async def _send_download(request: cl.Message) -> None:
 async def _download_reply(request: cl.Message, reply: cl.Message | cl.ErrorMessage) -> None:
     """Send a reply to `/download` naming its request: history leaves both out of
     the conversation even if the request's own mark was not written."""
-    reply.metadata = {"kind": history.DOWNLOAD_KIND, "reply_to": request.id}
+    reply.metadata = {"kind": DOWNLOAD_KIND, "reply_to": request.id}
     await reply.send()
 
 

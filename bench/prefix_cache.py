@@ -57,10 +57,11 @@ sys.path.insert(0, str(ROOT))
 
 import charts  # noqa: E402  (bench/, the script's own folder)
 
-from handlers.chat.conversation import ImagePart, placeholder  # noqa: E402
+from handlers.chat.conversation import placeholder  # noqa: E402
 from handlers.chat.tokens import TokenCounter  # noqa: E402
 from handlers.core.prompts import system_prompt  # noqa: E402
 from handlers.core.settings import load_settings  # noqa: E402
+from handlers.media.bundle import ImagePart  # noqa: E402
 from handlers.media.images import PreparedImage, prepare_pil  # noqa: E402
 from tests.real_vllm import RealVLLM  # noqa: E402
 
@@ -118,7 +119,10 @@ class AppClient:
         )
 
     def ask(self, turn_id: str, text: str, images: list[PreparedImage]) -> list[dict]:
-        parts = [self._module.ImagePart(f"{turn_id}-{i}", image) for i, image in enumerate(images)]
+        parts = [
+            self._module.ImagePart(key=f"{turn_id}-{i}", image=image)
+            for i, image in enumerate(images)
+        ]
         self.conversation.add_user(turn_id, text, parts)
         return self.conversation.build_request(
             self._system, self._counter, **self.options()
@@ -163,7 +167,7 @@ class IdealClient:
         content = [{"type": "text", "text": self._system}] if not self.messages else []
         for i, image in enumerate(images):
             self._in_view.append(
-                (len(self.messages), len(content), ImagePart(f"{turn_id}-{i}", image))
+                (len(self.messages), len(content), ImagePart(key=f"{turn_id}-{i}", image=image))
             )
             content.append(image.to_content_part())
         content.append({"type": "text", "text": text})

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from handlers.chat.conversation import ImagePart
 from handlers.chat.download import build_download, has_questions, owned_thread, safe_file_name
 from handlers.chat.history import PreparedStore
 from handlers.core.errors import RequestRefused
+from handlers.media.bundle import ImagePart
 from handlers.media.images import prepare_image
 
 NOW = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
@@ -68,7 +68,7 @@ class History:
     def prepare(self, step_id: str, parts: list[tuple[str, str | None, bytes]]) -> None:
         """What the model saw of the turn: (key, label, JPEG bytes) each."""
         image_parts = [
-            ImagePart(key, prepare_image("x.jpg", data, max_bytes=10**8), label)
+            ImagePart(key=key, image=prepare_image("x.jpg", data, max_bytes=10**8), label=label)
             for key, label, data in parts
         ]
         self.store.save("t1", step_id, "text as sent", image_parts)

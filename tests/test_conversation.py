@@ -1,9 +1,10 @@
 import pytest
 from PIL import Image
 
-from handlers.chat.conversation import Conversation, ImagePart
+from handlers.chat.conversation import Conversation
 from handlers.chat.tokens import CountedMessage, TokenCounter
 from handlers.core.errors import PromptTooLong
+from handlers.media.bundle import ImagePart
 from handlers.media.images import prepare_pil
 
 SYSTEM = "You are a careful visual analyst."
@@ -205,7 +206,9 @@ def test_editing_a_message_cuts_history_back_to_it(counter):
 def test_labels_are_said_before_their_image(counter):
     conversation = Conversation()
     frame = part("clip.mp4")
-    conversation.add_user("u1", "what happens?", [ImagePart(frame.key, frame.image, label="00:12")])
+    conversation.add_user(
+        "u1", "what happens?", [ImagePart(key=frame.key, image=frame.image, label="00:12")]
+    )
     content = build(conversation, counter).messages[0]["content"]
     assert content[1] == {"type": "text", "text": "00:12"}
     assert content[2]["type"] == "image_url"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handlers.chat.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore, rebuild
+from handlers.chat.history import PreparedStore, rebuild
+from handlers.core.message_kinds import ANSWER_KIND, DOWNLOAD_KIND
 
 
 def step(step_id: str, step_type: str, text: str, at: str, **metadata) -> dict:

@@ -13,7 +13,8 @@ from PIL import Image, ImageFile
 
 from handlers.core.errors import InvalidAttachment
 from handlers.media import images
-from handlers.media.images import MAX_SIDE, image_tokens, prepare_file, prepare_image, prepare_pil
+from handlers.media.images import image_tokens, prepare_file, prepare_image, prepare_pil
+from handlers.media.pixtral import MAX_SIDE, PATCH
 from tests import imagecorpus as corpus
 
 LIMIT = 20 * 1024 * 1024
@@ -61,7 +62,7 @@ def pixtral_encoder():
 
 def test_max_side_and_patch_are_pixtrals(pixtral_encoder):
     config = pixtral_encoder.image_config
-    assert (config.max_image_size, config.image_patch_size) == (MAX_SIDE, images.PATCH)
+    assert (config.max_image_size, config.image_patch_size) == (MAX_SIDE, PATCH)
 
 
 def test_image_tokens_agree_with_mistral_common(pixtral_encoder):

@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from handlers.chat.conversation import ImagePart
 from handlers.core.errors import InvalidAttachment, RequestRefused
 from handlers.core.progress import SILENT, Board, Meter, Progress
 from handlers.core.workers import run_cpu
-from handlers.media.bundle import MediaBundle
+from handlers.media.bundle import ImagePart, MediaBundle
 from handlers.media.documents import parse_page_request, prepare_pdf
 from handlers.media.images import prepare_file, prepare_image
 from handlers.media.links import fetch_link, link_name
@@ -183,7 +182,7 @@ async def _prepare_one(
                 image = await prepare_file(
                     upload.name, upload.path, max_bytes=limits.max_image_bytes
                 )
-            return ImagePart(upload.key, image)
+            return ImagePart(key=upload.key, image=image)
         if share < 1:
             return InvalidAttachment(
                 "attachment.no_room", name=upload.name, limit=limits.max_images
@@ -229,7 +228,7 @@ async def _fetch_one(
     if board:
         size = f"{image.width}×{image.height}"
         board.post(Progress(key, "progress.link_done", {"name": name, "size": size}, final=True))
-    return ImagePart(key, image)
+    return ImagePart(key=key, image=image)
 
 
 def source_key(part: ImagePart) -> str:
@@ -250,9 +249,9 @@ def _collect(prepared: Prepared, result: ImagePart | Sampled | InvalidAttachment
 def _bundle_parts(upload_key: str, bundle: MediaBundle) -> tuple[ImagePart, ...]:
     """A video's frames or a PDF's pages, each said to the model with its source."""
     return tuple(
-        ImagePart(
+        replace(
+            item,
             key=f"{upload_key}#{n}",
-            image=item.image,
             label=f"{bundle.source_name}, {item.label}" if item.label else bundle.source_name,
         )
         for n, item in enumerate(bundle.images)

@@ -29,17 +29,7 @@ from typing import Literal
 from handlers.chat.tokens import IMAGE, CountedMessage, TokenCounter
 from handlers.chat.window import hidden_counts, plan
 from handlers.core.errors import PromptTooLong
-from handlers.media.images import PreparedImage
-
-
-@dataclass(frozen=True)
-class ImagePart:
-    """An image in a turn; `label` is said to the model just before it (e.g. a
-    video frame's time stamp)."""
-
-    key: str  # unique in the chat, e.g. the Chainlit element id
-    image: PreparedImage
-    label: str | None = None
+from handlers.media.bundle import ImagePart
 
 
 @dataclass

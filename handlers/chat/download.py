@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from handlers.chat.history import ANSWER_KIND, DOWNLOAD_KIND, PreparedStore, download_requests
+from handlers.chat.history import PreparedStore, download_requests
 from handlers.core.errors import RequestRefused
 from handlers.core.i18n import translate
+from handlers.core.message_kinds import ANSWER_KIND, DOWNLOAD_KIND
 
 CHAT_FILE = "chat.md"
 IMAGES_FOLDER = "images"

@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from handlers.chat.conversation import Conversation, ImagePart, Turn
+from handlers.chat.conversation import Conversation, Turn
 from handlers.core.errors import InvalidAttachment
+from handlers.core.message_kinds import ANSWER_KIND, DOWNLOAD_KIND
+from handlers.media.bundle import ImagePart
 from handlers.media.images import PreparedImage, prepare_file
 
 log = logging.getLogger(__name__)
 
-ANSWER_KIND = "answer"  # metadata["kind"] of the assistant messages that are answers
-DOWNLOAD_KIND = "download"  # metadata["kind"] of a request for the chat download, and its reply
 MANIFEST = "images.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
@@ -165,7 +165,7 @@ async def _prepare_originals(
         except (InvalidAttachment, OSError, ValueError):
             log.warning("could not restore element %s of step %s", element.get("id"), step_id)
             continue
-        parts.append(ImagePart(element["id"], image))
+        parts.append(ImagePart(key=element["id"], image=image))
     return tuple(parts)
 
 
@@ -194,4 +194,4 @@ def _part(entry: dict, data: bytes) -> ImagePart:
         data=data,
         tokens=entry["tokens"],
     )
-    return ImagePart(entry["key"], image, entry["label"])
+    return ImagePart(key=entry["key"], image=image, label=entry["label"])

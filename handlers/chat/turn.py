@@ -41,7 +41,7 @@ from handlers.chat.attachments import (
     prepare_uploads,
     source_key,
 )
-from handlers.chat.conversation import Conversation, ImagePart, Request, Turn
+from handlers.chat.conversation import Conversation, Request, Turn
 from handlers.chat.counting import CSV_NAME, Attachment, CountStatus, CountStream, Final
 from handlers.chat.counting import RESPONSE_FORMAT as COUNT_FORMAT
 from handlers.chat.history import PreparedStore
@@ -53,6 +53,7 @@ from handlers.core.i18n import is_chinese
 from handlers.core.progress import Board, Progress
 from handlers.core.prompts import LANGUAGE_NAMES, PRESET_IDS, preset_instruction, system_prompt
 from handlers.core.settings import ANSWER_LANGUAGES, Settings
+from handlers.media.bundle import ImagePart
 from handlers.media.links import find_image_links
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,9 @@
-"""What a video, PDF or link becomes: a few labelled images and a note.
+"""An image as the model is shown it, and what a video, PDF or link becomes.
 
-Owns only the shared result type, so `handlers.media.video`, `handlers.media.documents`
-and `handlers.media.links` hand the conversation the same shape and the app can say
+Owns the shared shapes: `ImagePart`, the one type for an image in a message (an
+upload, a video frame, a PDF page), which `handlers.chat` keys and keeps; and
+`MediaBundle`, so `handlers.media.video`, `handlers.media.documents` and
+`handlers.media.links` hand the conversation the same result and the app can say
 what was sampled (in the person's language, through `note_key`).
 """
 
@@ -14,12 +16,17 @@ if TYPE_CHECKING:
     from handlers.media.images import PreparedImage
 
 
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image and the text shown to the model just before it ("01:23", "page 3")."""
+@dataclass(frozen=True, kw_only=True)
+class ImagePart:
+    """An image and the text said to the model just before it ("01:23", "page 3").
 
-    label: str | None
+    `key` tells it apart from the chat's other images (the Chainlit element id;
+    `<upload key>#<n>` for a video's frames): media leaves it empty, the chat sets
+    it when it takes the image (`handlers.chat.attachments`)."""
+
     image: PreparedImage
+    label: str | None = None
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,6 @@ class MediaBundle:
 
     source_name: str
     kind: str  # "video" | "pdf" | "link"
-    images: tuple[LabelledImage, ...]
+    images: tuple[ImagePart, ...]
     note_key: str
     note_params: dict[str, Any]

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-MAX_SIDE = 1024  # px; the sheet is sent as one image, and Pixtral's tiles stop paying off here
+from handlers.media.pixtral import MAX_SIDE  # a sheet is one image: no bigger than Pixtral sees
+
 GUTTER = 4  # px of dark background between cells, so the model sees where one ends
 BACKGROUND = (24, 24, 24)
 

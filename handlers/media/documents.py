@@ -28,10 +28,10 @@ from PIL import Image
 from handlers.core.errors import InvalidAttachment, RequestRefused
 from handlers.core.progress import SILENT, Meter
 from handlers.core.workers import run_cpu
-from handlers.media.bundle import LabelledImage, MediaBundle
+from handlers.media.bundle import ImagePart, MediaBundle
 from handlers.media.images import prepare_pil
+from handlers.media.pixtral import MAX_SIDE
 
-RENDER_SIDE = 1024  # px, the longest side of each image sent
 TILE_OVERLAP = 48  # px shared by neighbouring tiles, so a line cut by the split is whole in one
 MAX_TILES_PER_PAGE = 4
 MAX_REQUESTED_PAGES = 1000  # "pages 1-99999" is not a reason to build a huge list
@@ -139,7 +139,7 @@ def _prepare(
         wanted, missing = _choose(name, pages, total)
         rendered = _render_within_budget(name, document, wanted, max_images, tile, meter)
     images = tuple(
-        LabelledImage(label, prepare_pil(name, image, source_format="PDF"))
+        ImagePart(image=prepare_pil(name, image, source_format="PDF"), label=label)
         for _, label, image in rendered
     )
     sent = list(dict.fromkeys(number for number, _, _ in rendered))
@@ -238,11 +238,11 @@ def _tile_count(width: float, height: float) -> int:
 
 
 def _scale(width: float, height: float, parts: int) -> float:
-    """Pixels per point so each of `parts` tiles (with overlap) fits RENDER_SIDE."""
+    """Pixels per point so each of `parts` tiles (with overlap) fits MAX_SIDE."""
     long, short = max(width, height), min(width, height)
     if parts == 1:
-        return RENDER_SIDE / long
-    return min(RENDER_SIDE / short, (RENDER_SIDE * parts - TILE_OVERLAP * (parts - 1)) / long)
+        return MAX_SIDE / long
+    return min(MAX_SIDE / short, (MAX_SIDE * parts - TILE_OVERLAP * (parts - 1)) / long)
 
 
 def _split(image: Image.Image, parts: int) -> list[Image.Image]:

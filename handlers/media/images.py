@@ -4,7 +4,7 @@ Owns: deciding whether bytes are an image we accept (by decoding them, never
 by file name or browser MIME type), refusing the rest with an
 `InvalidAttachment` that names the file, and preparing accepted images —
 EXIF orientation, 8-bit sRGB on white (a Display P3 or other RGB profile
-converted), longest side ≤ 1024 px, re-encoded compactly — into a `PreparedImage` whose facts (size, token cost, payload)
+converted), longest side ≤ Pixtral's 1024 px (`handlers.media.pixtral`), re-encoded compactly — into a `PreparedImage` whose facts (size, token cost, payload)
 are worked out once, here.
 
 Does not own: how many images a message may carry or how history is trimmed
@@ -31,16 +31,12 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 from handlers.core.errors import InvalidAttachment
 from handlers.core.workers import run_cpu
 from handlers.media import heic
+from handlers.media.pixtral import MAX_SIDE, PATCH
 from handlers.media.sniff import looks_like_heif, looks_like_pdf
 
 # Pillow format names we decode. Pillow's JPEG opener reports multi-picture
 # JPEGs (many phone photos carry a depth or HDR map) as "MPO"; they are JPEGs.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"})
-
-# Pixtral's image_config.max_image_size: the server scales anything larger down
-# to this, so sending more pixels costs bandwidth and buys nothing.
-MAX_SIDE = 1024
-PATCH = 16  # Pixtral's image_patch_size: one token per 16×16 patch
 
 # Refuse images above this many pixels before decoding them. Covers 64 MP phone
 # sensors (9248×6936 = 64.1 MP) and 61 MP cameras; a bigger picture is most

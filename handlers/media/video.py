@@ -40,10 +40,11 @@ import av
 from handlers.core.errors import InvalidAttachment
 from handlers.core.progress import SILENT, Meter
 from handlers.core.workers import run_cpu
-from handlers.media.bundle import LabelledImage, MediaBundle
-from handlers.media.contact_sheet import MAX_SIDE, cell_box, contact_sheet
+from handlers.media.bundle import ImagePart, MediaBundle
+from handlers.media.contact_sheet import cell_box, contact_sheet
 from handlers.media.frame_sampler import Shot, sample, stream_start, time_base
 from handlers.media.images import prepare_pil
+from handlers.media.pixtral import MAX_SIDE
 from handlers.media.sniff import (
     AUDIO_CONTAINERS,
     DEFAULT_MAX_PIXELS,
@@ -226,7 +227,7 @@ def _compose(name: str, shots: list[Shot], columns: int, hours: bool, meter: Met
     meter.check()
     if columns == 1:
         return tuple(
-            LabelledImage(c, prepare_pil(name, s.image, source_format="video"))
+            ImagePart(image=prepare_pil(name, s.image, source_format="video"), label=c)
             for s, c in zip(shots, clock)
         )
     per_sheet = columns * columns
@@ -236,5 +237,5 @@ def _compose(name: str, shots: list[Shot], columns: int, hours: bool, meter: Met
         cells = [(s.image, c) for s, c in zip(shots[first : first + per_sheet], clock[first:])]
         label = f"{cells[0][1]}–{cells[-1][1]}" if len(cells) > 1 else cells[0][1]
         sheet = contact_sheet(cells, columns)
-        sheets.append(LabelledImage(label, prepare_pil(name, sheet, source_format="video")))
+        sheets.append(ImagePart(image=prepare_pil(name, sheet, source_format="video"), label=label))
     return tuple(sheets)

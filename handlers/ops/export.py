@@ -32,7 +32,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from handlers.chat.history import ANSWER_KIND
+from handlers.core.message_kinds import ANSWER_KIND
 from handlers.core.settings import SettingsError, load_settings
 from handlers.storage.database import (
     DatabaseUrlError,

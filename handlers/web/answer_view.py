@@ -29,6 +29,7 @@ from handlers.chat.counting import CountStatus, Final
 from handlers.chat.turn import Notice
 from handlers.core.errors import UserFacingError
 from handlers.core.i18n import translate
+from handlers.core.message_kinds import NOTICE_KIND
 from handlers.core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ProgressView:
         text = (DONE if item.final else WORKING) + translate(item.key, self.language, **item.params)
         message = self._open.get(item.id)
         if message is None:
-            message = cl.Message(content=text, metadata={"kind": "notice"})
+            message = cl.Message(content=text, metadata={"kind": NOTICE_KIND})
             await message.send()
         elif message.content != text:
             message.content = text
@@ -186,7 +187,7 @@ async def _offer_continue(answer: cl.Message, notice: Notice, language: str) -> 
         name="continue", payload={"answer": notice.continues}, label=label, icon="arrow-down"
     )
     text = "⚠️ " + translate(notice.key, language, **notice.params)
-    note = cl.Message(content=text, actions=[button], metadata={"kind": "notice"})
+    note = cl.Message(content=text, actions=[button], metadata={"kind": NOTICE_KIND})
     await note.send()
     cl.user_session.set(CUT_ANSWER, (notice.continues, answer, note))
 
@@ -209,7 +210,7 @@ async def send_notice(notice: Notice, language: str) -> None:
     text = translate(notice.key, language, **notice.params)
     prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
     await cl.Message(
-        content=prefix + text, elements=images_of(notice), metadata={"kind": "notice"}
+        content=prefix + text, elements=images_of(notice), metadata={"kind": NOTICE_KIND}
     ).send()
 
 

@@ -38,7 +38,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from handlers.core.i18n import translate
 from handlers.core.sign_in_limits import AttemptLimiter
 from handlers.web import revocation
-from handlers.web.chainlit_routes import _in_front_of
+from handlers.web.routes import in_front_of
 
 Limiter = Callable[[], AttemptLimiter | None]
 BUSY_RETRY_SECONDS = 5
@@ -62,8 +62,8 @@ def register(app: FastAPI, limiter: Limiter) -> None:
                 raise _too_many(request, "sign_in.busy", BUSY_RETRY_SECONDS)
             return await chainlit_login(request, response, form_data)
 
-    _in_front_of(app, chainlit_login, login)
-    _in_front_of(app, chainlit_jwt_auth, renew)
+    in_front_of(app, chainlit_login, login)
+    in_front_of(app, chainlit_jwt_auth, renew)
 
 
 async def renew(request: Request) -> Response:

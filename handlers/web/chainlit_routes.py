@@ -36,7 +36,6 @@ from chainlit.server import UserParam
 from chainlit.server import delete_feedback as chainlit_delete_feedback
 from chainlit.server import delete_thread_element as chainlit_delete_element
 from chainlit.server import get_file as chainlit_get_file
-from chainlit.server import router as chainlit_router
 from chainlit.server import share_thread as chainlit_share_thread
 from chainlit.server import update_feedback as chainlit_update_feedback
 from chainlit.server import update_thread_element as chainlit_update_element
@@ -48,11 +47,11 @@ from chainlit.types import (
     ShareThreadRequest,
     UpdateFeedbackRequest,
 )
-from fastapi import APIRouter, FastAPI, HTTPException, Request, UploadFile
+from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, Response
-from fastapi.routing import APIRoute
 
 from handlers.web.file_routes import sniffed_response
+from handlers.web.routes import in_front_of
 
 
 def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
@@ -68,13 +67,13 @@ def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
             arrived(stored["name"], Path(stored["path"]))
         return response
 
-    _in_front_of(app, chainlit_upload_file, upload)
-    _in_front_of(app, chainlit_get_file, show_file)
-    _in_front_of(app, chainlit_update_feedback, rate)
-    _in_front_of(app, chainlit_delete_feedback, unrate)
-    _in_front_of(app, chainlit_update_element, change_element)
-    _in_front_of(app, chainlit_delete_element, remove_element)
-    _in_front_of(app, chainlit_share_thread, share)
+    in_front_of(app, chainlit_upload_file, upload)
+    in_front_of(app, chainlit_get_file, show_file)
+    in_front_of(app, chainlit_update_feedback, rate)
+    in_front_of(app, chainlit_delete_feedback, unrate)
+    in_front_of(app, chainlit_update_element, change_element)
+    in_front_of(app, chainlit_delete_element, remove_element)
+    in_front_of(app, chainlit_share_thread, share)
 
 
 async def show_file(file_id: str, session_id: str, current_user: UserParam) -> Response:
@@ -159,27 +158,3 @@ async def thread_of(query: str, row_id: str) -> str | None:
         return None
     rows = await layer.execute_sql(query, {"id": row_id})
     return rows[0]["threadId"] if isinstance(rows, list) and rows else None
-
-
-def _in_front_of(app: FastAPI, chainlit_endpoint: Callable, endpoint: Callable) -> None:
-    name = f"app_{endpoint.__name__}"
-    if any(getattr(route, "name", None) == name for route in app.router.routes):
-        return
-    original = next(
-        (
-            r
-            for r in chainlit_router.routes
-            if isinstance(r, APIRoute) and r.endpoint is chainlit_endpoint
-        ),
-        None,
-    )
-    if original is None:
-        raise RuntimeError(
-            f"Chainlit's route for {chainlit_endpoint.__name__} was not found: is this Chainlit 2.12?"
-        )
-    router = APIRouter()
-    # An APIRoute always has methods (GET if none were given); the attribute is typed
-    # as Starlette's Route's, which may have none.
-    methods = list(original.methods)  # type: ignore[arg-type]
-    router.add_api_route(original.path, endpoint, methods=methods, name=name)
-    app.router.routes[0:0] = router.routes

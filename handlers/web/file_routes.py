@@ -7,9 +7,8 @@ thread whose element points at that key. Every other case -- not signed in, a
 bad token, someone else's file, an unknown or malformed key -- gets the same
 404, so the route does not reveal which files exist.
 
-Chainlit registers a catch-all GET for its frontend when `chainlit.server` is
-imported, so a route added later with `@app.get` would never be reached:
-`register` puts this one first.
+Chainlit's catch-all GET for its frontend would answer these URLs first, so
+`register` puts this route ahead of it (`handlers/web/routes.py`).
 
 The bytes are sniffed, not trusted: recognised image formats are served inline
 with their type, HEIC and TIFF as the JPEG or PNG the app prepared from them
@@ -25,26 +24,22 @@ import filetype
 from chainlit.auth import get_current_user, reuseable_oauth
 from chainlit.data import get_data_layer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response
 
 from handlers.storage.files import URL_PREFIX, LocalStorageClient, UnsafeObjectKey
 from handlers.web.display import rendition_for
+from handlers.web.routes import add_ahead_of_chainlit
 
 ROUTE_NAME = "persisted_file"
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 
 
 def register(app: FastAPI) -> None:
-    """Add the route ahead of Chainlit's catch-all; a second call (Chainlit's
-    reload on file change re-imports the app) changes nothing."""
-    if any(getattr(route, "name", None) == ROUTE_NAME for route in app.router.routes):
-        return
-    router = APIRouter()
-    router.add_api_route(
-        f"{URL_PREFIX}/{{object_key:path}}", serve_file, methods=["GET"], name=ROUTE_NAME
+    """Add the route ahead of Chainlit's catch-all; a second call changes nothing."""
+    add_ahead_of_chainlit(
+        app, f"{URL_PREFIX}/{{object_key:path}}", serve_file, methods=["GET"], name=ROUTE_NAME
     )
-    app.router.routes[0:0] = router.routes
 
 
 async def serve_file(object_key: str, token: str | None = Depends(reuseable_oauth)) -> Response:
