@@ -38,7 +38,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from handlers.core.i18n import translate
 from handlers.core.sign_in_limits import AttemptLimiter
 from handlers.web import revocation
-from handlers.web.routes import in_front_of
+from handlers.web.routes import in_front_of, request_language
 
 Limiter = Callable[[], AttemptLimiter | None]
 BUSY_RETRY_SECONDS = 5
@@ -78,8 +78,7 @@ async def renew(request: Request) -> Response:
 
 
 def _too_many(request: Request, key: str, seconds: int) -> HTTPException:
-    language = request.headers.get("accept-language", "").split(",")[0].split(";")[0].strip()
-    detail = translate(key, language, seconds=seconds)
+    detail = translate(key, request_language(request), seconds=seconds)
     return HTTPException(status_code=429, detail=detail, headers={"Retry-After": str(seconds)})
 
 

@@ -19,8 +19,10 @@
 - `PUT /project/thread/share`: answered 404 while sharing is off
   (`allow_thread_sharing` in `.chainlit/config.toml`), as if it did not exist.
 
-Each wrapper calls Chainlit's own function, so its checks stay in force. A
-second `register` (Chainlit's reload re-imports the app) changes nothing.
+Each wrapper calls Chainlit's own function, so its checks stay in force. Whose a
+row is comes from the history itself (`handlers/web/ownership.py`); when that
+cannot be read, the request is refused with 503, never let through. A second
+`register` (Chainlit's reload re-imports the app) changes nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chainlit.config import config
-from chainlit.data import get_data_layer
-from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.server import UserParam
 from chainlit.server import delete_feedback as chainlit_delete_feedback
 from chainlit.server import delete_thread_element as chainlit_delete_element
@@ -50,7 +50,9 @@ from chainlit.types import (
 from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
+from handlers.storage import owners
 from handlers.web.file_routes import sniffed_response
+from handlers.web.ownership import history_engine, place_for
 from handlers.web.routes import in_front_of
 
 
@@ -90,26 +92,30 @@ async def rate(
     request: Request, update: UpdateFeedbackRequest, current_user: UserParam
 ) -> Response:
     feedback = update.feedback
-    await _require_owner(current_user, STEP_THREAD, feedback.forId)
+    await _require_owner(request, current_user, owners.STEP, feedback.forId)
     if feedback.id:  # changing a rating: the one changed must be theirs too
-        await _require_owner(current_user, _FEEDBACK_THREAD, feedback.id, missing_ok=True)
+        await _require_owner(request, current_user, owners.FEEDBACK, feedback.id, missing_ok=True)
     return await chainlit_update_feedback(request, update, current_user)
 
 
 async def unrate(
     request: Request, payload: DeleteFeedbackRequest, current_user: UserParam
 ) -> Response:
-    await _require_owner(current_user, _FEEDBACK_THREAD, payload.feedbackId)
+    await _require_owner(request, current_user, owners.FEEDBACK, payload.feedbackId)
     return await chainlit_delete_feedback(request, payload, current_user)
 
 
-async def change_element(payload: ElementRequest, current_user: UserParam) -> Response:
-    await _require_element_owner(current_user, payload.element)
+async def change_element(
+    request: Request, payload: ElementRequest, current_user: UserParam
+) -> Response:
+    await _require_element_owner(request, current_user, payload.element)
     return await chainlit_update_element(payload, current_user)
 
 
-async def remove_element(payload: ElementRequest, current_user: UserParam) -> Response:
-    await _require_element_owner(current_user, payload.element)
+async def remove_element(
+    request: Request, payload: ElementRequest, current_user: UserParam
+) -> Response:
+    await _require_element_owner(request, current_user, payload.element)
     return await chainlit_delete_element(payload, current_user)
 
 
@@ -119,42 +125,25 @@ async def share(request: Request, payload: ShareThreadRequest, current_user: Use
     return await chainlit_share_thread(request, payload, current_user)
 
 
-async def _require_element_owner(user, element: dict) -> None:
+async def _require_element_owner(request: Request, user, element: dict) -> None:
     """The element, if it exists, and the thread it names must both be the user's."""
-    await _require_owner(user, _ELEMENT_THREAD, str(element.get("id")), missing_ok=True)
+    await _require_owner(request, user, owners.ELEMENT, str(element.get("id")), missing_ok=True)
     if element.get("threadId"):
-        await _require_owner(user, _THREAD, str(element["threadId"]), missing_ok=True)
+        await _require_owner(
+            request, user, owners.THREAD, str(element["threadId"]), missing_ok=True
+        )
 
 
-STEP_THREAD = 'SELECT "threadId" FROM steps WHERE "id" = :id'
-_ELEMENT_THREAD = 'SELECT "threadId" FROM elements WHERE "id" = :id'
-_THREAD = 'SELECT "id" AS "threadId" FROM threads WHERE "id" = :id'
-_FEEDBACK_THREAD = (
-    'SELECT steps."threadId" FROM feedbacks JOIN steps ON steps."id" = feedbacks."forId" '
-    'WHERE feedbacks."id" = :id'
-)
-
-
-async def _require_owner(user, query: str, row_id: str, *, missing_ok: bool = False) -> None:
-    """404 unless `row_id` leads to a thread of `user`'s (or, with `missing_ok`, to nothing)."""
-    layer = get_data_layer()
-    if user is None or not isinstance(layer, SQLAlchemyDataLayer):
+async def _require_owner(
+    request: Request, user, lookup: owners.Lookup, row_id: str, *, missing_ok: bool = False
+) -> None:
+    """404 unless `row_id` leads to a thread of `user`'s (or, with `missing_ok`, to
+    nothing); 503 when the history cannot say which (`handlers/web/ownership.py`)."""
+    engine = history_engine()
+    if user is None or engine is None:
         return  # no sign-in or no history: Chainlit's own answer stands
-    thread_id = await thread_of(query, row_id)
-    if thread_id is None and missing_ok:
+    place = await place_for(request, engine, lookup, row_id)
+    if missing_ok and (place is None or place.thread_id is None):
         return
-    try:
-        owner = await layer.get_thread_author(thread_id) if thread_id else None
-    except ValueError:
-        owner = None
-    if owner != user.identifier:
+    if place is None or place.author != user.identifier:
         raise HTTPException(status_code=404, detail="Not found")
-
-
-async def thread_of(query: str, row_id: str) -> str | None:
-    """The thread `query` (one of the `..._THREAD` above) finds for `row_id`, if any."""
-    layer = get_data_layer()
-    if not isinstance(layer, SQLAlchemyDataLayer):
-        return None
-    rows = await layer.execute_sql(query, {"id": row_id})
-    return rows[0]["threadId"] if isinstance(rows, list) and rows else None

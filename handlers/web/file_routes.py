@@ -5,7 +5,8 @@ route answers them. A file is served only when the signed-in user (Chainlit's
 own `get_current_user`, so cookie or bearer token alike) is the author of the
 thread whose element points at that key. Every other case -- not signed in, a
 bad token, someone else's file, an unknown or malformed key -- gets the same
-404, so the route does not reveal which files exist.
+404, so the route does not reveal which files exist; a signed-in person gets 503
+when the history cannot say whose the file is (`handlers/web/ownership.py`).
 
 Chainlit's catch-all GET for its frontend would answer these URLs first, so
 `register` puts this route ahead of it (`handlers/web/routes.py`).
@@ -24,11 +25,13 @@ import filetype
 from chainlit.auth import get_current_user, reuseable_oauth
 from chainlit.data import get_data_layer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
+from handlers.storage import owners
 from handlers.storage.files import URL_PREFIX, LocalStorageClient, UnsafeObjectKey
 from handlers.web.display import rendition_for
+from handlers.web.ownership import place_for
 from handlers.web.routes import add_ahead_of_chainlit
 
 ROUTE_NAME = "persisted_file"
@@ -42,7 +45,9 @@ def register(app: FastAPI) -> None:
     )
 
 
-async def serve_file(object_key: str, token: str | None = Depends(reuseable_oauth)) -> Response:
+async def serve_file(
+    request: Request, object_key: str, token: str | None = Depends(reuseable_oauth)
+) -> Response:
     layer = get_data_layer()
     if not isinstance(layer, SQLAlchemyDataLayer) or not isinstance(
         layer.storage_provider, LocalStorageClient
@@ -53,7 +58,11 @@ async def serve_file(object_key: str, token: str | None = Depends(reuseable_oaut
     except UnsafeObjectKey:
         raise _not_found() from None
     viewer = await _signed_in_identifier(token)
-    if viewer is None or viewer != await _owner_of(layer, object_key) or not path.is_file():
+    if (
+        viewer is None
+        or viewer != await _owner_of(request, layer, object_key)
+        or not path.is_file()
+    ):
         raise _not_found()
     return await sniffed_response(path, name=path.name, cache="private, max-age=3600")
 
@@ -90,14 +99,7 @@ async def _signed_in_identifier(token: str | None) -> str | None:
     return user.identifier if user else None
 
 
-async def _owner_of(layer: SQLAlchemyDataLayer, object_key: str) -> str | None:
-    """The identifier of the person whose thread holds the element stored at `object_key`."""
-    rows = await layer.execute_sql(
-        'SELECT "threadId" FROM elements WHERE "objectKey" = :key', {"key": object_key}
-    )
-    if not isinstance(rows, list) or not rows or rows[0]["threadId"] is None:
-        return None
-    try:
-        return await layer.get_thread_author(rows[0]["threadId"])
-    except ValueError:
-        return None
+async def _owner_of(request: Request, layer: SQLAlchemyDataLayer, object_key: str) -> str | None:
+    """Whose chat holds the element stored at `object_key`; 503 when the history cannot say."""
+    place = await place_for(request, layer.engine, owners.STORED_FILE, object_key)
+    return place.author if place else None

@@ -14,7 +14,8 @@ message the browser sends over socket.io:
   the ratings export rely on) and rate it. A message from the browser is made a
   plain user message with no metadata and no parent.
 - its `id` is used as is, and Chainlit's step upsert moves an existing step to
-  the sender's thread: an id that already belongs to another thread is refused.
+  the sender's thread: an id that already belongs to another thread is refused,
+  and so is every message while the history cannot be asked.
 
 And `edit_message` edits whichever message of the chat has the id, so a person
 could rewrite the app's answer; only their own messages can be edited.
@@ -37,7 +38,8 @@ from chainlit.step import StepDict
 from chainlit.types import MessagePayload
 
 from handlers.core.errors import UserFacingError
-from handlers.web.chainlit_routes import STEP_THREAD, thread_of
+from handlers.storage import owners
+from handlers.web.ownership import HistoryUnavailable, history_engine, place_of
 
 Tell = Callable[[UserFacingError, bool], Awaitable[None]]  # (what, whether the message was refused)
 
@@ -61,7 +63,7 @@ def install(max_files: int, tell: Tell) -> None:
         init_ws_context(session)
         try:
             await _require_new_step(str(payload["message"].get("id")), session.thread_id)
-        except MessageRefused as refusal:
+        except (MessageRefused, HistoryUnavailable) as refusal:
             await tell(refusal, True)
             return
         payload, left_out = checked(payload, session.files, max_files)
@@ -101,7 +103,11 @@ def checked(
 
 
 async def _require_new_step(step_id: str, thread_id: str | None) -> None:
-    """Refuse a message id that already names a step of another thread."""
-    owner_thread = await thread_of(STEP_THREAD, step_id)
-    if owner_thread is not None and owner_thread != thread_id:
+    """Refuse a message id that already names a step of another thread, and any
+    message while the history cannot say (`HistoryUnavailable`)."""
+    engine = history_engine()
+    if engine is None:
+        return
+    place = await place_of(engine, owners.STEP, step_id)
+    if place is not None and place.thread_id != thread_id:
         raise MessageRefused()

@@ -6,7 +6,8 @@ matches: a route added later with `@app.get` is never reached, whether its path
 is new (the catch-all answers it) or one of Chainlit's (Chainlit's route does).
 `add_ahead_of_chainlit` puts a route first; `in_front_of` does so on the path and
 methods of one of Chainlit's routes, to wrap it. Registering a name again
-(Chainlit's reload on file change re-imports the app) changes nothing.
+(Chainlit's reload on file change re-imports the app) changes nothing. Also
+here: the language a route answers in (`request_language`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from chainlit.server import router as chainlit_router
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 
 
@@ -50,3 +51,9 @@ def in_front_of(app: FastAPI, chainlit_endpoint: Callable, endpoint: Callable) -
     add_ahead_of_chainlit(
         app, original.path, endpoint, methods=methods, name=f"app_{endpoint.__name__}"
     )
+
+
+def request_language(request: Request) -> str:
+    """The first language the request's Accept-Language names ("" if none), for
+    what a route says in its response."""
+    return request.headers.get("accept-language", "").split(",")[0].split(";")[0].strip()
