@@ -82,8 +82,8 @@ class Foreign:
 FOREIGN_VARIABLES = (
     Foreign(
         "CHAINLIT_AUTH_SECRET",
-        "Read by Chainlit: signs sign-in tokens; one per install, never checked in "
-        "(`scripts/setup.sh` appends a generated one to `.env`)",
+        "Signs sign-in tokens (Chainlit reads it, the app does not); one per install, "
+        "never checked in (`scripts/setup.sh` appends a generated one to `.env`)",
         "*(generated into `.env` by the setup)*",
     ),
     Foreign("DATABASE_URL"),  # must stay unset: it switches on Chainlit's own data layer
