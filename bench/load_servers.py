@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import APP_VARIABLES  # everything the app reads; set empty below
+from tests.hermetic import app_environment as clean_environment  # none of this machine's settings
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 90.0  # seconds for `chainlit run` to import, load the tokenizer and listen
@@ -236,9 +236,9 @@ class CpuMeter:
 
 
 def app_environment(vllm_base_url: str, extra: dict[str, str]) -> dict[str, str]:
-    """The caller's environment with the app's own variables emptied, pointed at the fake;
+    """The caller's environment without its settings (`tests.hermetic`), pointed at the fake;
     `extra` (from --app-env) goes on top, e.g. to try an allocator setting."""
-    env = {**os.environ, **dict.fromkeys(APP_VARIABLES, ""), "PYTHONUNBUFFERED": "1"}
+    env = clean_environment(PYTHONUNBUFFERED="1")
     env.pop("CI", None)  # with CI set, `chainlit run` rewrites OPENAI_API_KEY
     env.update(VLLM_BASE_URL=vllm_base_url, **extra)
     return env

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench.load_servers import ROOT, AppProcess, CpuMeter, FakeServer
-from tests.conftest import APP_VARIABLES
+from tests.hermetic import app_environment
 
 PERSON, PASSWORD = "alice", "the right password"
 
@@ -100,16 +100,12 @@ async def phase(
 
 
 def environment(data_dir: Path, fake_url: str, per_minute: str) -> dict[str, str]:
-    import os
-
-    env = {**os.environ, **dict.fromkeys(APP_VARIABLES, "")}
-    env.update(
+    return app_environment(
         VLLM_BASE_URL=fake_url,
         DATA_DIR=str(data_dir),
         CHAINLIT_AUTH_SECRET=secrets.token_urlsafe(32),
         LOGIN_ATTEMPTS_PER_MINUTE=per_minute,
     )
-    return env
 
 
 async def main(args: argparse.Namespace) -> None:

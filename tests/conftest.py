@@ -7,59 +7,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from handlers.core import settings as settings_module
 from handlers.core.settings import Settings, load_settings
 from tests.fake_vllm import FakeVLLM
+from tests.hermetic import NO_ENV_FILE, unset_variables
 
+# Chainlit loads `.env` from the working directory when it is first imported, which
+# tests.db_fixtures (next) does: point it at nothing first (tests/hermetic.py).
+os.environ["CHAINLIT_ENV_FILE"] = NO_ENV_FILE
 pytest_plugins = ("tests.db_fixtures",)  # db_url (SQLite and PostgreSQL), settings, layer, …
-
-# Every variable the app (or Chainlit on its behalf) reads: none may leak in
-# from the machine running the tests.
-APP_VARIABLES = (
-    "VLLM_BASE_URL",
-    "VLLM_API_KEY",
-    "VLLM_MODEL",
-    "VLLM_TIMEOUT",
-    "VLLM_CONNECT_RETRIES",
-    "MAX_IMAGES_PER_REQUEST",
-    "MAX_MODEL_LEN",
-    "MAX_TOKENS",
-    "MAX_UPLOAD_MB",
-    "MAX_VIDEO_PIXELS",
-    "MAX_MESSAGE_CHARS",
-    "MAX_PAGE_RANGES",
-    "MAX_CHAT_MESSAGES",
-    "MAX_CHAT_IMAGES",
-    "MAX_DOWNLOAD_MB",
-    "TEMPERATURE",
-    "ANSWER_LANGUAGE",
-    "SYSTEM_PROMPT_PLACEMENT",
-    "DATA_DIR",
-    "APP_DATABASE_URL",
-    "AUTH_TRUSTED_HEADER",
-    "DATABASE_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "CHAINLIT_AUTH_SECRET",
-    "AUTH_PROXY_SECRET",
-    "LOGIN_ATTEMPTS_PER_MINUTE",
-    "LOGIN_MAX_WAITING",
-    "SESSION_MAX_HOURS",
-    "COOKIE_SECURE",
-    "OAUTH_ALLOWED_DOMAINS",
-    "OAUTH_ALLOWED_USERS",
-    "OAUTH_GITHUB_CLIENT_ID",
-    "OAUTH_GITHUB_CLIENT_SECRET",
-    "OAUTH_GOOGLE_CLIENT_ID",
-    "OAUTH_GOOGLE_CLIENT_SECRET",
-    "MAX_FILES_PER_MESSAGE",
-    "ALLOWED_ORIGINS",
-)
 
 
 @pytest.fixture(autouse=True)
 def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in APP_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    """No test sees this machine's settings: its variables unset, no `.env` read."""
+    for name in unset_variables(os.environ):
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(settings_module.load_settings, "__defaults__", (None, NO_ENV_FILE))
 
 
 @pytest.fixture

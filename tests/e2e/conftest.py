@@ -42,9 +42,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, StorageState, sync_playwright
 
-from tests.conftest import APP_VARIABLES
 from tests.e2e.chat_page import ChatPage, LoginPage
 from tests.fake_vllm import FakeVLLM
+from tests.hermetic import app_environment
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
@@ -278,21 +278,15 @@ def _free_port() -> int:
 
 
 def _app_environment(port: int, vllm_url: str, data_dir: Path) -> dict[str, str]:
-    """This machine's environment, with every app variable set by the test.
-
-    Variables set empty shadow a developer's `.env` (the environment wins over
-    it, and empty means "the default").
-    """
-    env = dict(os.environ)
-    env.update(dict.fromkeys(APP_VARIABLES, ""))
-    env.update(
+    """This machine's environment with none of its settings, and the test's: nothing in
+    the repository's `.env` reaches the app (`tests.hermetic.app_environment`)."""
+    return app_environment(
         HOST="127.0.0.1",
         PORT=str(port),
         VLLM_BASE_URL=vllm_url,
         DATA_DIR=str(data_dir),
         CHAINLIT_AUTH_SECRET=secrets.token_urlsafe(32),  # signs the sign-in tokens
     )
-    return env
 
 
 def _add_person(env: dict[str, str], name: str, password: str) -> None:
