@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -106,7 +106,7 @@ def setting(
 ) -> T:
     """A `Settings` field read from the variable `name` (a secret one is left out of repr)."""
     variable = Variable(name, parse, default, help, shown, section, derive)
-    return cast(T, field(default=default, repr=not secret, metadata={"variable": variable}))
+    return field(default=default, repr=not secret, metadata={"variable": variable})
 
 
 @dataclass(frozen=True)
@@ -287,15 +287,15 @@ def load_settings(
     """Read settings from `environ` (default: the process), then `env_file`."""
     source = _Source(os.environ if environ is None else environ, env_file)
     given: dict[str, Any] = {}
-    derived: dict[str, Variable] = {}
+    derived: dict[str, Callable[[Settings], Any]] = {}
     for item in fields(Settings):
         variable: Variable = item.metadata["variable"]
         if source.has(variable.name):
             given[item.name] = source.parse(variable)
         elif variable.derive is not None:
-            derived[item.name] = variable
+            derived[item.name] = variable.derive
     settings = Settings(**given)
-    settings = replace(settings, **{name: var.derive(settings) for name, var in derived.items()})
+    settings = replace(settings, **{name: derive(settings) for name, derive in derived.items()})
     _check(settings)
     return settings
 
