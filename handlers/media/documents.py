@@ -117,8 +117,9 @@ async def prepare_pdf(
     `max_images` images; with `tile`, each page becomes 2-4 sharper tiles.
 
     Runs in a worker thread; `meter` counts the pages rendered, and stops the
-    thread between pages once the work is cancelled (`WorkCancelled`). Refuses, as `InvalidAttachment`: `pdf.too_large`,
-    `pdf.encrypted`, `pdf.corrupt`, `pdf.empty`, `pdf.pages_out_of_range`.
+    thread between pages once the work is cancelled (`WorkCancelled`). Refuses, as
+    `InvalidAttachment`: `pdf.too_large`, `pdf.encrypted`, `pdf.corrupt`, `pdf.empty`,
+    `pdf.pages_out_of_range`.
     """
     return await run_cpu(_prepare, name, Path(path), pages, max_images, tile, max_bytes, meter)
 

@@ -12,19 +12,13 @@ let through). Through the app served on a loopback port, as tests/security/ do.
 from __future__ import annotations
 
 import contextlib
-import io
 
 import aiohttp
-from PIL import Image
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.security.test_routes import alices_photo, jpeg
+
 UNREADABLE = "cannot be read right now"
-
-
-def jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), "red").save(out, "JPEG")
-    return out.getvalue()
 
 
 @contextlib.asynccontextmanager
@@ -40,12 +34,8 @@ async def history_unreadable(live_app, tmp_path):
 
 
 async def alices_answered_photo(live_app, alice) -> dict:
-    """Alice's chat with one photo, answered: its thread, question, answer and element."""
-    asked = await alice.send("What is this?", [await alice.upload("cat.jpg", jpeg(), "image/jpeg")])
-    await alice.answered(asked)
-    [element] = await live_app.rows(
-        'SELECT "id", "threadId", "objectKey" FROM elements WHERE "forId" = :id', id=asked
-    )
+    """Alice's chat with one photo, answered: its thread, answer and element."""
+    element = await alices_photo(live_app, alice)
     [answer] = await live_app.rows(
         """SELECT "id" FROM steps WHERE "threadId" = :thread AND "type" = 'assistant_message'""",
         thread=element["threadId"],
