@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from handlers.core.errors import InvalidAttachment
-from handlers.media import heic, images
+from handlers.media import colour, heic, images
 from tests import imagecorpus as corpus
 
 LIMIT = 20 * 1024 * 1024
@@ -31,7 +31,11 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 def as_pillow_heif_decodes(data: bytes, size: tuple[int, int]) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.Resampling.BOX)
+    """pillow-heif's full decode, box-averaged to `size` and converted to sRGB
+    from its profile, as decode_reduced's result is."""
+    image = Image.open(io.BytesIO(data))
+    small = image.convert("RGB").resize(size, Image.Resampling.BOX)
+    return colour.in_srgb(small, image.info.get("icc_profile") or b"")
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
@@ -53,6 +57,14 @@ def test_a_real_looking_photo_decodes_as_pillow_heif_decodes_it():
     data = grid(picture="photo")
     fast = heic.decode_reduced(data, images._fit)
     assert psnr(fast, as_pillow_heif_decodes(data, fast.size)) > 35
+
+
+def test_the_tiles_come_out_in_srgb_without_the_profile():
+    """decode_reduced converts each tile from the grid's Display P3 itself, on
+    both cores, so the caller must not convert them again."""
+    fast = heic.decode_reduced(grid(), images._fit)
+    assert fast is not None and "icc_profile" not in fast.info
+    assert fast.getpixel((10, 10))[0] >= 245  # the corpus's P3 red (230, 20, 20), in sRGB
 
 
 @pytest.mark.parametrize("orientation", [1, 6])

@@ -3,12 +3,15 @@
 Why: a 12 MP iPhone HEIC is a grid of 48 HEVC tiles of 512×512. libheif
 (pillow-heif) decodes it with libde265 and converts it to full-size RGB.
 FFmpeg's decoder (PyAV, already here for videos) takes less CPU for the same
-tiles (docs/benchmarks.md, "Preparing a HEIC"), and each tile is converted by
-`swscale` straight to RGB at its share of the 1024 px result (area-averaged),
-so neither a full-size nor a half-size picture is ever made (~2.4 MB of pixels
-instead of 36 MB); the tiles are split over the CPU pool's helper thread
-(`workers.run_split`). The turn (`irot`) is left to the caller as an EXIF
-orientation, which turns the small result.
+tiles (docs/benchmarks.md, "Preparing a HEIC"). The tiles' data is read from
+the file's own item table and fed to one decoder per core (opening one per
+tile cost as much as converting it); each tile is converted by `swscale`
+straight to RGB at its share of the 1024 px result (area-averaged) and from
+its colour profile to sRGB, so neither a full-size nor a half-size picture is
+ever made (~2.4 MB of pixels instead of 36 MB), and every step but the final
+encode runs on both cores: the tiles are split over the CPU pool's helper
+thread (`workers.run_split`). The turn (`irot`) is left to the caller as an
+EXIF orientation, which turns the small result.
 
 Owns only the common shape: a `grid` primary item of 8-bit 4:2:0 HEVC tiles,
 turned by `irot` at most. Anything else — no grid, alpha, a mirror or crop,
@@ -20,21 +23,22 @@ before this runs.
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import av
+from av.video.reformatter import Colorspace, VideoReformatter
 from PIL import ExifTags, Image
 
 from handlers.core.workers import run_split
+from handlers.media.colour import in_srgb
 
 # irot (quarter turns anticlockwise) → the EXIF orientation asking for the same turn.
 _ORIENTATIONS = {1: 8, 2: 3, 3: 6}
 # nclx matrix_coefficients (ITU-T H.273) → swscale's colour space; others go to pillow-heif.
-_MATRICES = {1: "ITU709", 5: "ITU601", 6: "ITU601"}
+_MATRICES = {1: Colorspace.ITU709, 5: Colorspace.ITU601, 6: Colorspace.ITU601}
 _ALPHA_URNS = (b"urn:mpeg:hevc:2015:auxid:1", b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha")
 _PIXEL_FORMATS = frozenset({"yuvj420p", "yuv420p"})
 # The meta box's children by kind, each as its body's span.
@@ -47,20 +51,21 @@ class _Unusual(Exception):
 
 @dataclass(frozen=True)
 class Grid:
-    tiles: tuple[int, ...]  # item ids, row by row
+    tiles: tuple[memoryview, ...]  # each tile's HEVC data, row by row
+    config: bytes  # the tiles' HEVC decoder configuration (hvcC), one for all
     rows: int
     columns: int
     width: int  # the grid's output size, before rotation
     height: int
     rotation: int  # irot: quarter turns anticlockwise
     icc: bytes | None
-    matrix: str | None  # from an nclx colour box, if any
+    matrix: Colorspace | None  # from an nclx colour box, if any
 
 
 def decode_reduced(data: bytes, fit: Callable[[int, int], tuple[int, int]]) -> Image.Image | None:
-    """The primary picture as RGB, already at `fit(width, height)` (each tile scaled
+    """The primary picture as sRGB, already at `fit(width, height)` (each tile scaled
     by swscale to its share of that size, so no full-size picture is ever made),
-    not yet turned: its `irot` comes back as the EXIF orientation, for the caller
+    with no colour profile left to apply, not yet turned: its `irot` comes back as the EXIF orientation, for the caller
     to turn the small result. None when this is not a tiled 8-bit HEIC that
     FFmpeg decodes without complaint."""
     try:
@@ -79,35 +84,57 @@ def read_grid(data: bytes) -> Grid:
         raise _Unusual
     refs = _references(data, *boxes[b"iref"]) if b"iref" in boxes else []
     tiles = next((to for kind, source, to in refs if kind == b"dimg" and source == primary), ())
+    table = _property_table(data, boxes)
     pictures = {primary, *tiles}  # alpha may hang off the grid or off each tile
     if any(
-        kind == b"auxl" and pictures & set(to) and _is_alpha(data, boxes, source)
+        kind == b"auxl" and pictures & set(to) and _is_alpha(data, table, source)
         for kind, source, to in refs
     ):
         raise _Unusual
-    properties = _properties(data, boxes, primary)
+    properties = table[primary]
     if (
         b"imir" in properties
         or b"clap" in properties
         or any(types.get(t) != b"hvc1" for t in tiles)
     ):
         raise _Unusual
-    payload = _item_data(data, boxes, primary)
+    configs = {_only(data, table.get(t, {}).get(b"hvcC", [])) for t in tiles}
+    if len(configs) != 1:
+        raise _Unusual  # tiles with configurations of their own: not an iPhone's
+    locations = _locations(data, boxes)
+    payload = locations[primary]
     rows, columns = payload[2] + 1, payload[3] + 1
     width, height = struct.unpack_from(">II" if payload[1] & 1 else ">HH", payload, 4)
     if len(tiles) != rows * columns:
         raise _Unusual
     icc, matrix = _colour(data, properties.get(b"colr", []))
     rotation = data[properties[b"irot"][0][0]] & 3 if b"irot" in properties else 0
-    return Grid(tuple(tiles), rows, columns, width, height, rotation, icc, matrix)
+    return Grid(
+        tuple(locations[t] for t in tiles),
+        configs.pop(),
+        rows,
+        columns,
+        width,
+        height,
+        rotation,
+        icc,
+        matrix,
+    )
+
+
+def _only(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    if len(spans) != 1:
+        raise _Unusual
+    return data[spans[0][0] : spans[0][1]]
 
 
 def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
     canvas = Image.new("RGB", size)
     scale = (size[0] / grid.width, size[1] / grid.height)
-    halves = [grid.tiles[n::2] for n in range(2)]
+    cells = list(enumerate(grid.tiles))
+    halves = [cells[n::2] for n in range(2)]  # interleaved, so each half gets sky and ground
     counts = run_split(
-        [partial(_decode_tiles, data, grid, ids, canvas, scale) for ids in halves if ids]
+        [partial(_decode_tiles, grid, half, canvas, scale) for half in halves if half]
     )
     if sum(counts) != len(grid.tiles):
         raise _Unusual  # a tile that decoded to nothing
@@ -115,46 +142,67 @@ def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
         orientation = Image.Exif()
         orientation[ExifTags.Base.Orientation] = _ORIENTATIONS[grid.rotation]
         canvas.info["exif"] = orientation.tobytes()
-    if grid.icc:
-        canvas.info["icc_profile"] = grid.icc
     return canvas
 
 
 def _decode_tiles(
-    data: bytes, grid: Grid, items: tuple[int, ...], canvas: Image.Image, scale: tuple[float, float]
+    grid: Grid,
+    cells: list[tuple[int, memoryview]],
+    canvas: Image.Image,
+    scale: tuple[float, float],
 ) -> int:
-    """Decode `items` and paste each, scaled, into its cell of `canvas` (the
-    halves write disjoint cells). Returns how many tiles were pasted."""
-    cells = {item: divmod(n, grid.columns) for n, item in enumerate(grid.tiles) if item in items}
+    """Decode the tiles `cells` (their index in the grid, their HEVC data) with
+    one decoder, and paste each, scaled, into its cell of `canvas` (the halves
+    write disjoint cells). Returns how many tiles were pasted.
+
+    One decoder for all of them, not one per tile, and one swscale context per
+    cell size: opening either costs about as much as converting a tile."""
+    decoder = av.CodecContext.create("hevc", "r")
+    decoder.extradata = grid.config
+    decoder.thread_count = 1  # one tile at a time; the halves run side by side
+    decoder.options = {"err_detect": "explode"}
+    scalers: dict[tuple[int, int], VideoReformatter] = {}
     pasted = 0
-    with av.open(io.BytesIO(data), "r", format="mov") as container:
-        streams = tuple(s for s in container.streams.video if s.id in cells)
-        if len(streams) != len(cells):
+    icc = grid.icc or b""
+
+    def paste(frame: av.VideoFrame) -> None:
+        nonlocal pasted
+        if frame.pts is None or not 0 <= frame.pts < len(grid.tiles):
             raise _Unusual
-        for stream in streams:
-            stream.codec_context.thread_count = 1  # one tile at a time; the halves run side by side
-            stream.codec_context.options = {"err_detect": "explode"}
-        for packet in container.demux(streams):
-            for frame in packet.decode():
-                row, column = cells[packet.stream.id]
-                left, right = (
-                    round(column * frame.width * scale[0]),
-                    round((column + 1) * frame.width * scale[0]),
-                )
-                top, bottom = (
-                    round(row * frame.height * scale[1]),
-                    round((row + 1) * frame.height * scale[1]),
-                )
-                canvas.paste(_to_rgb(frame, grid.matrix, (right - left, bottom - top)), (left, top))
-                pasted += 1
+        row, column = divmod(frame.pts, grid.columns)
+        left, right = (
+            round(column * frame.width * scale[0]),
+            round((column + 1) * frame.width * scale[0]),
+        )
+        top, bottom = (
+            round(row * frame.height * scale[1]),
+            round((row + 1) * frame.height * scale[1]),
+        )
+        cell = (right - left, bottom - top)
+        scaler = scalers.setdefault(cell, VideoReformatter())
+        tile = in_srgb(_to_rgb(scaler, frame, grid.matrix, cell), icc)
+        canvas.paste(tile, (left, top))
+        pasted += 1
+
+    for index, tile in cells:
+        packet = av.Packet(bytes(tile))  # PyAV copies it either way
+        packet.pts = index
+        for frame in decoder.decode(packet):
+            paste(frame)
+    for frame in decoder.decode(None):
+        paste(frame)
     return pasted
 
 
-def _to_rgb(frame: av.VideoFrame, matrix: str | None, size: tuple[int, int]) -> Image.Image:
+def _to_rgb(
+    scaler: VideoReformatter, frame: av.VideoFrame, matrix: Colorspace | None, size: tuple[int, int]
+) -> Image.Image:
     if frame.format.name not in _PIXEL_FORMATS or min(size) < 1:
         raise _Unusual
     # src_colorspace=None is the frame's own, as when it is left out
-    return frame.reformat(*size, "rgb24", src_colorspace=matrix, interpolation="AREA").to_image()
+    return scaler.reformat(
+        frame, *size, "rgb24", src_colorspace=matrix, interpolation="AREA"
+    ).to_image()
 
 
 def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -207,35 +255,35 @@ def _references(data: bytes, start: int, end: int) -> list[tuple[bytes, int, tup
     return refs
 
 
-def _properties(data: bytes, boxes: _Boxes, item: int) -> dict[bytes, list[tuple[int, int]]]:
-    """The item's properties by kind (a picture may have two colour boxes), each as its body's span."""
+def _property_table(data: bytes, boxes: _Boxes) -> dict[int, dict[bytes, list[tuple[int, int]]]]:
+    """Each item's properties by kind (a picture may have two colour boxes), each
+    as its body's span; read once, as a grid's tiles are many."""
     iprp = boxes[b"iprp"]
     ipco = list(_boxes(data, *_child(data, *iprp, b"ipco")))
     start, end = _child(data, *iprp, b"ipma")
     version, flags = data[start], int.from_bytes(data[start + 1 : start + 4], "big")
     pos, count = start + 8, struct.unpack_from(">I", data, start + 4)[0]
+    table: dict[int, dict[bytes, list[tuple[int, int]]]] = {}
     for _ in range(count):
         entry = struct.unpack_from(">H" if version < 1 else ">I", data, pos)[0]
         pos += 2 if version < 1 else 4
         associations, pos = data[pos], pos + 1
-        indexes = []
+        found = table.setdefault(entry, {})
         for _ in range(associations):
             if flags & 1:
-                indexes.append(struct.unpack_from(">H", data, pos)[0] & 0x7FFF)
+                index = struct.unpack_from(">H", data, pos)[0] & 0x7FFF
                 pos += 2
             else:
-                indexes.append(data[pos] & 0x7F)
+                index = data[pos] & 0x7F
                 pos += 1
-        if entry == item:
-            found: dict[bytes, list[tuple[int, int]]] = {}
-            for i in indexes:
-                if i:
-                    found.setdefault(ipco[i - 1][0], []).append(ipco[i - 1][1:])
-            return found
-    raise _Unusual
+            if index:
+                found.setdefault(ipco[index - 1][0], []).append(ipco[index - 1][1:])
+    return table
 
 
-def _item_data(data: bytes, boxes: _Boxes, item: int) -> bytes:
+def _locations(data: bytes, boxes: _Boxes) -> dict[int, memoryview]:
+    """Each item's data (iloc), read once. Views into `data` where the item is
+    in one piece, as tiles are: 2.5 MB of tiles are not copied."""
     start, end = boxes[b"iloc"]
     version = data[start]
     sizes = data[start + 4], data[start + 5]
@@ -244,6 +292,7 @@ def _item_data(data: bytes, boxes: _Boxes, item: int) -> bytes:
     pos = start + 6
     count = struct.unpack_from(">H" if version < 2 else ">I", data, pos)[0]
     pos += 2 if version < 2 else 4
+    whole = memoryview(data)
 
     def number(size: int) -> int:
         nonlocal pos
@@ -251,6 +300,7 @@ def _item_data(data: bytes, boxes: _Boxes, item: int) -> bytes:
         pos += size
         return value
 
+    found: dict[int, memoryview] = {}
     for _ in range(count):
         entry = number(2 if version < 2 else 4)
         method = number(2) & 15 if version in (1, 2) else 0
@@ -260,18 +310,20 @@ def _item_data(data: bytes, boxes: _Boxes, item: int) -> bytes:
         for _ in range(number(2)):
             number(index_size)
             extents.append((base + number(offset_size), number(length_size)))
-        if entry != item:
-            continue
-        if method == 1:
-            source = boxes[b"idat"][0]
-            return b"".join(data[source + o : source + o + n] for o, n in extents)
-        if method == 0:
-            return b"".join(data[o : o + n] for o, n in extents)
-        raise _Unusual
-    raise _Unusual
+        if method not in (0, 1):
+            continue  # by item index: not used by these files; asked for, it is missing
+        origin = boxes[b"idat"][0] if method == 1 else 0
+        spans = [(origin + offset, origin + offset + length) for offset, length in extents]
+        if not spans or any(stop > len(data) for _, stop in spans):
+            continue  # cut off: asked for, it is missing
+        if len(spans) == 1:
+            found[entry] = whole[spans[0][0] : spans[0][1]]
+        else:
+            found[entry] = memoryview(b"".join(whole[a:b] for a, b in spans))
+    return found
 
 
-def _colour(data: bytes, boxes: list[tuple[int, int]]) -> tuple[bytes | None, str | None]:
+def _colour(data: bytes, boxes: list[tuple[int, int]]) -> tuple[bytes | None, Colorspace | None]:
     """The ICC profile and the nclx matrix, from the picture's colour boxes."""
     icc = matrix = None
     for start, end in boxes:
@@ -286,9 +338,8 @@ def _colour(data: bytes, boxes: list[tuple[int, int]]) -> tuple[bytes | None, st
     return icc, matrix
 
 
-def _is_alpha(data: bytes, boxes: _Boxes, item: int) -> bool:
-    try:
-        auxc = _properties(data, boxes, item).get(b"auxC")
-    except _Unusual:
+def _is_alpha(data: bytes, table: dict[int, dict[bytes, list[tuple[int, int]]]], item: int) -> bool:
+    if item not in table:
         return True  # cannot tell: let pillow-heif decide
+    auxc = table[item].get(b"auxC")
     return not auxc or any(urn in data[start:end] for start, end in auxc for urn in _ALPHA_URNS)

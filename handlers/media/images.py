@@ -19,18 +19,18 @@ it registers the HEIF opener and hands bomb detection to `MAX_PIXELS`.
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import math
 import os
 from dataclasses import dataclass, field
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from handlers.core.errors import InvalidAttachment
 from handlers.core.workers import run_cpu
 from handlers.media import heic
+from handlers.media.colour import in_srgb
 from handlers.media.pixtral import MAX_SIDE, PATCH
 from handlers.media.sniff import looks_like_heif, looks_like_pdf
 
@@ -84,7 +84,6 @@ _FORMATS_TEXT = ", ".join(sorted(_DISPLAY_NAMES.get(f, f) for f in ALLOWED_FORMA
 _OPENERS = tuple(sorted(ALLOWED_FORMATS))
 _MB = 1024 * 1024  # as Chainlit's max_size_mb counts
 
-_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _RGB_MODES = frozenset(
     {"RGB", "RGBA", "RGBX", "P", "PA", "YCbCr"}
 )  # pictures an RGB profile can describe
@@ -259,32 +258,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def _in_srgb(rgb: Image.Image, source: Image.Image) -> Image.Image:
     """`rgb` converted to sRGB from the RGB colour profile `source` carries
-    (an iPhone's Display P3, Adobe RGB), as browsers show it; Pixtral was
-    trained on sRGB pictures. Done on the 1024 px result, where it is cheap
-    (docs/benchmarks.md, "Preparing a HEIC"). Photos with no profile, or an
-    sRGB one, are left as they are (assumed sRGB)."""
-    transform = (
-        _srgb_transform(source.info.get("icc_profile") or b"")
-        if source.mode in _RGB_MODES
-        else None
-    )
-    # Pillow types the result optional for inPlace=True, which is not used here.
-    return ImageCms.applyTransform(rgb, transform) if transform else rgb  # type: ignore[return-value]
-
-
-@functools.lru_cache(maxsize=16)
-def _srgb_transform(icc: bytes) -> ImageCms.ImageCmsTransform | None:
-    if not icc:
-        return None
-    try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if profile.profile.xcolor_space != "RGB " or "sRGB" in (
-            profile.profile.profile_description or ""
-        ):
-            return None
-        return ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB")
-    except (OSError, ValueError, ImageCms.PyCMSError):
-        return None  # a damaged profile: the pixels are still a picture
+    (an iPhone's Display P3, Adobe RGB), as browsers show it. Done on the
+    1024 px result, where it is cheap. Photos with no profile, or an sRGB one,
+    are left as they are (assumed sRGB)."""
+    icc = (source.info.get("icc_profile") or b"") if source.mode in _RGB_MODES else b""
+    return in_srgb(rgb, icc)
 
 
 def _fit(width: int, height: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import ExifTags, Image
 from playwright.sync_api import Request, Route, expect
 
-from handlers.media import images
+from handlers.media import colour
 from tests import imagecorpus
 from tests.e2e.chat_page import QUESTIONS, ChatPage
 from tests.e2e.test_browser import sent_images
@@ -86,7 +86,7 @@ def test_a_big_photo_is_shrunk_upright_before_it_is_uploaded(
         assert image.getexif().get(ExifTags.Base.Orientation, 1) == 1
         assert corner_colours(image) == UPRIGHT
         # No colour profile, or sRGB: the app's conversion to sRGB skips it (no cost on this path).
-        assert images._srgb_transform(image.info.get("icc_profile") or b"") is None
+        assert colour.srgb_transform(image.info.get("icc_profile") or b"") is None
     (request,) = fake.requests
     (model_image,) = sent_images(request)
     assert model_image.size == (1024, 768)
