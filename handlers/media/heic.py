@@ -131,11 +131,10 @@ def _only(data: bytes, spans: list[tuple[int, int]]) -> bytes:
 def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
     canvas = Image.new("RGB", size)
     scale = (size[0] / grid.width, size[1] / grid.height)
-    cells = list(enumerate(grid.tiles))
-    halves = [cells[n::2] for n in range(2)]  # interleaved, so each half gets sky and ground
-    counts = run_split(
-        [partial(_decode_tiles, grid, half, canvas, scale) for half in halves if half]
-    )
+    # Both threads take the next tile from one iterator (next() on it is atomic
+    # under the GIL): a thread given the busier tiles does fewer of them.
+    cells = iter(enumerate(grid.tiles))
+    counts = run_split([partial(_decode_tiles, grid, cells, canvas, scale) for _ in range(2)])
     if sum(counts) != len(grid.tiles):
         raise _Unusual  # a tile that decoded to nothing
     if grid.rotation:
@@ -147,19 +146,19 @@ def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
 
 def _decode_tiles(
     grid: Grid,
-    cells: list[tuple[int, memoryview]],
+    cells: Iterator[tuple[int, memoryview]],
     canvas: Image.Image,
     scale: tuple[float, float],
 ) -> int:
-    """Decode the tiles `cells` (their index in the grid, their HEVC data) with
-    one decoder, and paste each, scaled, into its cell of `canvas` (the halves
-    write disjoint cells). Returns how many tiles were pasted.
+    """Decode the tiles `cells` yields (their index in the grid, their HEVC data)
+    with one decoder, and paste each, scaled, into its cell of `canvas` (the
+    threads write disjoint cells). Returns how many tiles were pasted.
 
     One decoder for all of them, not one per tile, and one swscale context per
     cell size: opening either costs about as much as converting a tile."""
     decoder = av.CodecContext.create("hevc", "r")
     decoder.extradata = grid.config
-    decoder.thread_count = 1  # one tile at a time; the halves run side by side
+    decoder.thread_count = 1  # one tile at a time; the two threads run side by side
     decoder.options = {"err_detect": "explode"}
     scalers: dict[tuple[int, int], VideoReformatter] = {}
     pasted = 0
