@@ -149,7 +149,7 @@ async def test_a_whole_iphone_heic_upload_is_prepared_as_it_arrives_upright_and_
     decoded = []
     real_decode = heic._decode
     monkeypatch.setattr(
-        heic, "_decode", lambda *args: decoded.append(args[2]) or real_decode(*args)
+        heic, "_decode", lambda *args: decoded.append(args[1]) or real_decode(*args)
     )
     await start_app()
     chat = ChatHarness(user=cl.User(identifier="alice"))

@@ -63,14 +63,15 @@ class Grid:
 
 
 def decode_reduced(data: bytes, fit: Callable[[int, int], tuple[int, int]]) -> Image.Image | None:
-    """The primary picture as sRGB, already at `fit(width, height)` (each tile scaled
-    by swscale to its share of that size, so no full-size picture is ever made),
-    with no colour profile left to apply, not yet turned: its `irot` comes back as the EXIF orientation, for the caller
-    to turn the small result. None when this is not a tiled 8-bit HEIC that
-    FFmpeg decodes without complaint."""
+    """The primary picture as sRGB, already at `fit(width, height)` (each tile
+    scaled by swscale to its share of that size, so no full-size picture is ever
+    made), with no colour profile left to apply, not yet turned: its `irot`
+    comes back as the EXIF orientation, for the caller to turn the small result.
+    None when this is not a tiled 8-bit HEIC that FFmpeg decodes without
+    complaint."""
     try:
         grid = read_grid(data)
-        return _decode(data, grid, fit(grid.width, grid.height))
+        return _decode(grid, fit(grid.width, grid.height))
     except (_Unusual, struct.error, av.error.FFmpegError, ValueError, IndexError, KeyError):
         return None
 
@@ -128,7 +129,7 @@ def _only(data: bytes, spans: list[tuple[int, int]]) -> bytes:
     return data[spans[0][0] : spans[0][1]]
 
 
-def _decode(data: bytes, grid: Grid, size: tuple[int, int]) -> Image.Image:
+def _decode(grid: Grid, size: tuple[int, int]) -> Image.Image:
     canvas = Image.new("RGB", size)
     scale = (size[0] / grid.width, size[1] / grid.height)
     # Both threads take the next tile from one iterator (next() on it is atomic
