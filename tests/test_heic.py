@@ -139,3 +139,18 @@ def test_a_grid_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
     with pytest.raises(InvalidAttachment) as caught:
         images.prepare_image("huge.heic", grid(), max_bytes=LIMIT)
     assert caught.value.key == "attachment.too_many_pixels"
+
+
+@pytest.mark.parametrize("box", [b"iloc", b"ipma"])
+def test_a_table_claiming_more_entries_than_its_box_holds_is_left_to_pillow_heif(box):
+    """A hostile file's item count (up to 2**32 in iloc version 2) must not make
+    the parser read past its box: past the end of the bytes it would read zeros
+    for ever, one worker thread pinned."""
+    data = bytearray(grid())
+    start = data.index(box) + 4  # the box's body: version, flags, then its fields
+    counter = start + (6 if box == b"iloc" else 4)
+    width = (2 if data[start] < 2 else 4) if box == b"iloc" else 4
+    data[counter : counter + width] = (2 ** (8 * width) - 1).to_bytes(width, "big")
+    with pytest.raises(heic._Unusual):
+        heic.read_grid(bytes(data))
+    assert heic.decode_reduced(bytes(data), images._fit) is None

@@ -265,6 +265,8 @@ def _property_table(data: bytes, boxes: _Boxes) -> dict[int, dict[bytes, list[tu
     pos, count = start + 8, struct.unpack_from(">I", data, start + 4)[0]
     table: dict[int, dict[bytes, list[tuple[int, int]]]] = {}
     for _ in range(count):
+        if pos >= end:  # a count larger than the box
+            raise _Unusual
         entry = struct.unpack_from(">H" if version < 1 else ">I", data, pos)[0]
         pos += 2 if version < 1 else 4
         associations, pos = data[pos], pos + 1
@@ -296,6 +298,8 @@ def _locations(data: bytes, boxes: _Boxes) -> dict[int, memoryview]:
 
     def number(size: int) -> int:
         nonlocal pos
+        if pos + size > end:  # a count larger than the box: would read zeros for ever
+            raise _Unusual
         value = int.from_bytes(data[pos : pos + size], "big")
         pos += size
         return value
