@@ -12,6 +12,7 @@ import chainlit as cl
 import httpx
 import pytest
 from chainlit.auth import create_jwt
+from chainlit.element import Element
 from chainlit.server import app as chainlit_server
 from PIL import Image
 
@@ -215,6 +216,46 @@ async def test_the_page_is_shown_a_heic_as_jpeg_and_other_pictures_as_uploaded(
     assert Image.open(io.BytesIO(shown.content)).size == (1024, 768)
     assert as_is.content == jpeg
     assert refused.status_code == 401  # Chainlit's own check, still in force
+    await settle()
+
+
+async def test_a_picture_the_browser_could_not_name_is_shown_as_a_picture(
+    start_app, monkeypatch, tmp_path: Path
+) -> None:
+    """Chromium uploads `IMG_4031.HEIC` (upper case) as application/octet-stream;
+    Chainlit would then draw a file chip where the photo should be."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    heic = imagecorpus.encode(imagecorpus.photo(400, 300), "HEIF")
+    png = imagecorpus.encode(imagecorpus.photo(400, 300), "PNG")
+    pdf = write_pdf(tmp_path / "scan.pdf", [flat_page((255, 255, 255))]).read_bytes()
+    octets = "application/octet-stream"
+    # Chainlit takes application/octet-stream only for .heic, .heif and .mkv names
+    # (.chainlit/config.toml), and compares those in any case.
+    uploads = {
+        "heic unnamed": ("IMG_4031.HEIC", heic, octets),
+        "png unnamed": ("chart.heif", png, octets),  # named by its bytes, not its name
+        "png as jpeg": ("chart.jpg", png, "image/jpeg"),  # a picture claim stands
+        "not a picture": ("clip.mkv", b"just some bytes " * 100, octets),
+        "a pdf": ("scan.heic", pdf, octets),
+    }
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        ids = {
+            what: await signed_in_upload(chat, client, *upload) for what, upload in uploads.items()
+        }
+    types = {what: chat.session.files[file_id]["type"] for what, file_id in ids.items()}
+    assert types == {
+        "heic unnamed": "image/heic",
+        "png unnamed": "image/png",
+        "png as jpeg": "image/jpeg",
+        "not a picture": octets,
+        "a pdf": octets,
+    }
+    # what Chainlit's process_message makes of a file reference: a picture, not a file
+    assert Element.infer_type_from_mime(types["heic unnamed"]) == "image"
     await settle()
 
 

@@ -2,7 +2,9 @@
 
 - `POST /project/file` (an upload): Chainlit's route runs unchanged, then the
   app is told which file arrived, so that a photo is prepared while the person
-  is still typing (`handlers/chat/uploads.py`).
+  is still typing (`handlers/chat/uploads.py`). A picture the browser sent
+  without naming it is given its type (`display.displayed_type`), so that the
+  chat shows the photo rather than a file chip.
 - `GET /project/file/{file_id}` (the page showing an upload): Chainlit's route
   decides who may see it, as before, but it would serve the type the browser
   claimed at upload (an SVG "image" runs its script when opened in a tab): the
@@ -27,6 +29,7 @@ cannot be read, the request is refused with 503, never let through. A second
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +54,7 @@ from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from handlers.storage import owners
+from handlers.web.display import displayed_type
 from handlers.web.file_routes import sniffed_response
 from handlers.web.ownership import history_engine, place_for
 from handlers.web.routes import in_front_of
@@ -66,7 +70,9 @@ def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
         session = WebsocketSession.get_by_id(session_id)
         stored = session.files.get(json.loads(response.body)["id"]) if session else None
         if stored:
-            arrived(stored["name"], Path(stored["path"]))
+            path = Path(stored["path"])
+            stored["type"] = await asyncio.to_thread(displayed_type, path, stored["type"])
+            arrived(stored["name"], path)
         return response
 
     in_front_of(app, chainlit_upload_file, upload)

@@ -30,12 +30,11 @@ from fastapi.responses import FileResponse, Response
 
 from handlers.storage import owners
 from handlers.storage.files import URL_PREFIX, LocalStorageClient, UnsafeObjectKey
-from handlers.web.display import rendition_for
+from handlers.web.display import SHOWN_AS_IS, rendition_for
 from handlers.web.ownership import place_for
 from handlers.web.routes import add_ahead_of_chainlit
 
 ROUTE_NAME = "persisted_file"
-INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 
 
 def register(app: FastAPI) -> None:
@@ -75,7 +74,7 @@ async def sniffed_response(path: Path, *, name: str, cache: str) -> Response:
     if shown := await rendition_for(path):
         return Response(shown.data, media_type=shown.mime, headers=headers)
     media_type = await asyncio.to_thread(filetype.guess_mime, str(path))
-    inline = media_type in INLINE_TYPES
+    inline = media_type in SHOWN_AS_IS
     return FileResponse(
         path,
         media_type=media_type if inline else "application/octet-stream",
