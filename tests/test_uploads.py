@@ -233,13 +233,18 @@ async def test_a_picture_the_browser_could_not_name_is_shown_as_a_picture(
     pdf = write_pdf(tmp_path / "scan.pdf", [flat_page((255, 255, 255))]).read_bytes()
     octets = "application/octet-stream"
     # Chainlit takes application/octet-stream only for .heic, .heif and .mkv names
-    # (.chainlit/config.toml), and compares those in any case.
+    # (.chainlit/config.toml), whatever their case.
     uploads = {
         "heic unnamed": ("IMG_4031.HEIC", heic, octets),
         "png unnamed": ("chart.heif", png, octets),  # named by its bytes, not its name
         "png as jpeg": ("chart.jpg", png, "image/jpeg"),  # a picture claim stands
         "not a picture": ("clip.mkv", b"just some bytes " * 100, octets),
         "a pdf": ("scan.heic", pdf, octets),
+        "a script": (
+            "logo.heic",
+            b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
+            octets,
+        ),
     }
     transport = httpx.ASGITransport(app=chainlit_server)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
@@ -253,6 +258,7 @@ async def test_a_picture_the_browser_could_not_name_is_shown_as_a_picture(
         "png as jpeg": "image/jpeg",
         "not a picture": octets,
         "a pdf": octets,
+        "a script": octets,  # never called a picture, so never drawn as one
     }
     # what Chainlit's process_message makes of a file reference: a picture, not a file
     assert Element.infer_type_from_mime(types["heic unnamed"]) == "image"

@@ -19,7 +19,8 @@ person's photo showed as a file chip though the model got it. `displayed_type`
 names such an upload by its bytes.
 
 Knows nothing of Chainlit or HTTP: `file_routes` (history) and
-`chainlit_routes` (a live chat's uploads) ask `rendition_for`.
+`chainlit_routes` (a live chat's uploads) ask `rendition_for`, and
+`chainlit_routes` asks `displayed_type` as each upload arrives.
 """
 
 from __future__ import annotations
