@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import struct
@@ -110,12 +109,6 @@ async def open_layer(settings: Settings, monkeypatch: pytest.MonkeyPatch):
         yield data_layer
     finally:
         await data_layer.close()
-        # An aiosqlite connection left unclosed (which one is not traced yet)
-        # stops its worker thread from `__del__` with a future on the current
-        # loop: collected in a later test, that loop is closed and the thread
-        # fails there (tests/test_progress.py, now and then). Collected here,
-        # while this test's loop still runs.
-        gc.collect()
 
 
 @pytest.fixture
