@@ -99,11 +99,11 @@ def test_image_tokens_agree_with_mistral_common(pixtral_encoder):
 # --- accepted images --------------------------------------------------------------
 
 
-def test_12mp_photo_becomes_a_compact_1024px_jpeg():
+def test_12mp_photo_becomes_a_compact_jpeg_of_its_quarter_scale():
     prepared = prepare("IMG_0001.jpg", corpus.photo_jpeg())
     assert (prepared.source_format, prepared.mime) == ("JPEG", "image/jpeg")
-    assert (prepared.width, prepared.height) == (1024, 768)
-    assert prepared.tokens == 3120
+    assert (prepared.width, prepared.height) == (1000, 750)  # ¼ of 4000×3000: 2.3 % short
+    assert prepared.tokens == 3008
     assert len(prepared.data) <= 400_000
     assert b"Imagecorpus" not in prepared.data  # metadata is not passed on
 
@@ -113,7 +113,45 @@ def test_jpeg_decodes_at_reduced_scale(monkeypatch):
     real = images._decode
     monkeypatch.setattr(images, "_decode", lambda name, im: sizes.append(im.size) or real(name, im))
     prepare("IMG_0001.jpg", corpus.photo_jpeg())
-    assert sizes == [(2000, 1500)]  # half scale: the smallest DCT scale still ≥ 1024×768
+    assert sizes == [(1000, 750)]  # quarter scale, within _DRAFT_SHORTFALL of 1024 px
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded_at", "sent"),
+    [
+        ((2000, 1500), (1000, 750), (1000, 750)),  # ½ is 2.3 % short of 1024 px: sent as it is
+        ((1008, 2016), (504, 1008), (504, 1008)),  # portrait, ½ is 1.6 % short
+        ((1950, 1300), (1950, 1300), (1024, 683)),  # ½ is 4.8 % short: full decode, resized
+        ((2100, 1400), (1050, 700), (1024, 683)),  # ½ is over 1024 px: decoded at ½, resized
+        ((2048, 1536), (1024, 768), (1024, 768)),  # what the page script uploads
+    ],
+)
+def test_a_draft_just_short_of_1024px_is_sent_as_it_is(monkeypatch, size, decoded_at, sent):
+    sizes = []
+    real = images._decode
+    monkeypatch.setattr(images, "_decode", lambda name, im: sizes.append(im.size) or real(name, im))
+    prepared = prepare("photo.jpg", corpus.encode(corpus.photo(*size), "JPEG", quality=92))
+    assert sizes == [decoded_at]
+    assert (prepared.width, prepared.height) == sent
+    assert prepared.tokens == image_tokens(*sent)
+
+
+def test_the_decoders_scaling_is_as_faithful_as_a_resize():
+    """The reduced decode stands in for decode + resize: against the full
+    picture scaled down with LANCZOS, it is as close as the resize would be."""
+    data = corpus.encode(corpus.photo(2000, 1500), "JPEG", quality=92)
+    reference = np.asarray(
+        Image.open(io.BytesIO(data)).resize((1000, 750), Image.Resampling.LANCZOS), dtype=float
+    )
+    sent = np.asarray(decoded(prepare("photo.jpg", data)), dtype=float)
+    resized = Image.open(io.BytesIO(data)).resize((1000, 750), images._PHOTO_RESAMPLE)
+    encoded = images._save(resized, "JPEG", quality=images.JPEG_QUALITY)  # as `sent` was
+    via_resize = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"), dtype=float)
+
+    def psnr(image: np.ndarray) -> float:
+        return 10 * np.log10(255**2 / ((image - reference) ** 2).mean())
+
+    assert psnr(sent) >= psnr(via_resize) - 1.5, (psnr(sent), psnr(via_resize))
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ async def test_a_photo_is_prepared_in_the_background_and_handed_over_once(tmp_pa
     task = early.take(path)
     image = await task
     assert isinstance(image, PreparedImage)
-    assert (image.name, image.width, image.height) == ("IMG_0001.jpg", 1024, 768)
+    assert (image.name, image.width, image.height) == ("IMG_0001.jpg", 1000, 750)
     assert early.take(path) is None and early.pending() == 0
 
 

@@ -63,6 +63,11 @@ _PNG_LEVEL = 3
 _PHOTO_RESAMPLE = Image.Resampling.HAMMING
 _FLAT_RESAMPLE = Image.Resampling.LANCZOS
 _REDUCING_GAP = 3.0  # box-reduce huge sources first; Pillow: indistinguishable at 3
+# A JPEG whose ¼ or ⅛ scale falls short of 1024 px by no more than this goes at
+# that scale, with no resize: a 4000×3000 photo as 1000×750 (3 008 tokens
+# instead of 3 120), ~20 ms sooner; the decoder's own scaling is as sharp as the
+# resize it saves (docs/benchmarks.md, "Preparing a photo", "Just short of 1024 px").
+_DRAFT_SHORTFALL = 0.03
 
 # EXIF orientation → the turn that shows the picture upright, as in
 # ImageOps.exif_transpose. We turn the 1024 px result instead of the decoded
@@ -137,10 +142,10 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
         _check_pixels(name, image)
         if image.format == "HEIF" and (fast := heic.decode_reduced(data, _fit)) is not None:
             return prepare_pil(name, fast, source_format="HEIF")
-        # JPEG decodes straight to 1/2, 1/4 or 1/8 scale, no smaller than the
-        # target. A square bound is symmetric, so the stored (unrotated) size
-        # gives the right box whatever the EXIF orientation.
-        image.draft("RGB", _fit(*image.size))
+        # JPEG decodes straight to 1/2, 1/4 or 1/8 scale. A square bound is
+        # symmetric, so the stored (unrotated) size gives the right box
+        # whatever the EXIF orientation.
+        image.draft("RGB", _draft_request(*image.size))
         _decode(name, image)
         assert image.format is not None, "Image.open names the format it recognised"
         return prepare_pil(name, image, source_format=image.format)
@@ -273,6 +278,19 @@ def _fit(width: int, height: int) -> tuple[int, int]:
     if ratio <= 1:
         return width, height
     return max(round(width / ratio), 1), max(round(height / ratio), 1)
+
+
+def _draft_request(width: int, height: int) -> tuple[int, int]:
+    """What to ask `Image.draft` for: the DCT scale whose longest side is at most
+    1024 px and short of it by at most `_DRAFT_SHORTFALL`, if there is one;
+    otherwise the target, which Pillow meets with the smallest scale no smaller.
+    Pillow picks the largest scale `s` with `width // request >= s` on both
+    sides and rounds the result up, hence the floors here."""
+    longest = max(width, height)
+    for scale in (8, 4, 2):
+        if (1 - _DRAFT_SHORTFALL) * MAX_SIDE <= -(-longest // scale) <= MAX_SIDE:
+            return max(width // scale, 1), max(height // scale, 1)
+    return _fit(width, height)
 
 
 def _encode(image: Image.Image, flat: bool) -> tuple[str, bytes]:
