@@ -63,10 +63,10 @@ _PNG_LEVEL = 3
 _PHOTO_RESAMPLE = Image.Resampling.HAMMING
 _FLAT_RESAMPLE = Image.Resampling.LANCZOS
 _REDUCING_GAP = 3.0  # box-reduce huge sources first; Pillow: indistinguishable at 3
-# A JPEG whose ¼ or ⅛ scale falls short of 1024 px by no more than this goes at
-# that scale, with no resize: a 4000×3000 photo as 1000×750 (3 008 tokens
-# instead of 3 120), ~20 ms sooner; the decoder's own scaling is as sharp as the
-# resize it saves (docs/benchmarks.md, "Preparing a photo", "Just short of 1024 px").
+# A JPEG whose ½, ¼ or ⅛ scale falls short of 1024 px by no more than this goes
+# at that scale, with no resize: a 4000×3000 photo as 1000×750 (3 008 tokens
+# instead of 3 120), ~20 ms sooner; the decoder's own scaling is as faithful as
+# the resize it saves (docs/benchmarks.md, "Preparing a photo", "Just short of 1024 px").
 _DRAFT_SHORTFALL = 0.03
 
 # EXIF orientation → the turn that shows the picture upright, as in
