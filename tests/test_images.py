@@ -136,6 +136,11 @@ def test_a_draft_just_short_of_1024px_is_sent_as_it_is(monkeypatch, size, decode
     assert prepared.tokens == image_tokens(*sent)
 
 
+def test_a_jpeg_sliver_is_decoded_without_asking_for_a_zero_pixel_side():
+    prepared = prepare("sliver.jpg", corpus.encode(Image.new("RGB", (4000, 3), "red"), "JPEG"))
+    assert (prepared.width, prepared.height) == (1024, 1)
+
+
 def test_the_decoders_scaling_is_as_faithful_as_a_resize():
     """The reduced decode stands in for decode + resize: against the full
     picture scaled down with LANCZOS, it is as close as the resize would be."""

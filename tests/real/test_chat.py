@@ -15,6 +15,7 @@ import pytest
 import chainlit_app
 from handlers.chat.turn import ChatSession
 from handlers.core.i18n import translate
+from handlers.media.images import image_tokens
 from tests.app_helpers import photo, settle
 from tests.chainlit_harness import ChatHarness
 from tests.mediacorpus import write_video
@@ -49,7 +50,8 @@ async def test_a_photo_is_answered_in_a_stream(chat, tmp_path):
     usage = await ask(chat, "What is this?", [photo(tmp_path, "IMG_0001.jpg", size=(4000, 3000))])
     assert chat.last_text().strip()  # vLLM's words (gibberish), streamed into the answer
     assert usage.reported == usage.counted
-    assert usage.counted > IMAGE_TOKENS  # the photo went, at Pixtral's 1024 px
+    # The photo went at its ¼ scale, 1000×750 (images._DRAFT_SHORTFALL), and vLLM agrees.
+    assert usage.counted > image_tokens(1000, 750)
 
 
 async def test_a_follow_up_still_sends_the_photo_and_comes_from_the_cache(chat, tmp_path):
