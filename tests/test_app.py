@@ -379,7 +379,9 @@ async def test_removing_a_person_ends_their_sessions_at_once(start_app, monkeypa
         assert carol.status_code == 200
 
 
-async def test_a_tab_still_open_after_the_removal_cannot_chat(start_app, fake_vllm, monkeypatch):
+async def test_a_tab_still_open_after_the_removal_cannot_chat(
+    start_app, fake_vllm, monkeypatch, tmp_path
+):
     monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "revocation-test-secret-" + "x" * 20)
     await start_app()
     users = chainlit_app.services().users
@@ -392,9 +394,27 @@ async def test_a_tab_still_open_after_the_removal_cannot_chat(start_app, fake_vl
     assert tab.last_text() == fake_vllm.reply
 
     await users.remove("bob")
-    await tab.send("Still there?")
+    refused = await tab.send("Still there?", [photo(tmp_path, "a.jpg")])
     assert tab.last_text() == translate("error.signed_out", "en-US")
     assert len(fake_vllm.requests) == 1
+    assert chainlit_app.services().store.load(tab.session.thread_id, refused.id) is None
+
+
+async def test_prepared_images_that_cannot_be_kept_still_get_their_answer(
+    app, start_app, tmp_path, monkeypatch, caplog
+):
+    chat = ChatHarness(user=await signed_in("alice"))
+    await chat.start()
+    store = chainlit_app.services().store
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "save", full_disk)
+    first = await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
+    assert chat.last_text() == app.reply
+    assert store.load(chat.session.thread_id, first.id) is None  # a resume prepares it again
+    assert "could not keep the prepared images" in caplog.text
 
 
 async def test_trusted_header_sign_in_is_off_unless_configured(start_app, monkeypatch):
