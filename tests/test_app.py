@@ -406,11 +406,9 @@ async def test_prepared_images_that_cannot_be_kept_still_get_their_answer(
     chat = ChatHarness(user=await signed_in("alice"))
     await chat.start()
     store = chainlit_app.services().store
-
-    def full_disk(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(store, "save", full_disk)
+    unwritable = tmp_path / "not-a-folder"
+    unwritable.write_bytes(b"")
+    monkeypatch.setattr(store, "root", unwritable)  # every write under it fails
     first = await chat.send("What is this?", [photo(tmp_path, "a.jpg")])
     assert chat.last_text() == app.reply
     assert store.load(chat.session.thread_id, first.id) is None  # a resume prepares it again

@@ -53,3 +53,14 @@ async def test_a_message_with_neither_words_nor_files_is_not_replayed(tmp_path):
         step("q2", "user_message", "Hello", "2026-12-02T01:00:01Z"),
     ]
     assert await rebuilt(tmp_path, steps) == [("user", "Hello")]
+
+
+async def test_a_resume_goes_on_when_its_prepared_copies_cannot_be_written(tmp_path, caplog):
+    unwritable = tmp_path / "not-a-folder"
+    unwritable.write_bytes(b"")
+    thread = {"id": "thread-1", "elements": [], "steps": [step("q1", "user_message", "Hi", "t1")]}
+    conversation = await rebuild(
+        thread, PreparedStore(unwritable), lambda key: tmp_path / key, max_bytes=1 << 20
+    )
+    assert [(turn.role, turn.text) for turn in conversation.turns] == [("user", "Hi")]
+    assert "could not keep the prepared images of turn q1" in caplog.text

@@ -42,16 +42,21 @@ class PreparedStore:
 
     def save(self, thread_id: str, turn_id: str, text: str, parts: Sequence[ImagePart]) -> None:
         """Write a turn's text as sent, its prepared images and a manifest (blocking:
-        use a thread)."""
+        use a thread). A write that fails (a full disk) is logged, not raised: it
+        costs a later resume only the preparing again from the originals (`load`
+        finds no manifest), never the answer or the resume at hand."""
         folder = self._folder(thread_id, turn_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        entries = []
-        for index, part in enumerate(parts):
-            file_name = f"{index}.{_EXTENSIONS.get(part.image.mime, 'bin')}"
-            (folder / file_name).write_bytes(part.image.data)
-            entries.append(_entry(part, file_name))
-        manifest = {"text": text, "images": entries}
-        (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            entries = []
+            for index, part in enumerate(parts):
+                file_name = f"{index}.{_EXTENSIONS.get(part.image.mime, 'bin')}"
+                (folder / file_name).write_bytes(part.image.data)
+                entries.append(_entry(part, file_name))
+            manifest = {"text": text, "images": entries}
+            (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        except OSError:
+            log.warning("could not keep the prepared images of turn %s", turn_id, exc_info=True)
 
     def load(self, thread_id: str, turn_id: str) -> tuple[str | None, tuple[ImagePart, ...]] | None:
         """The turn's text as sent (None if not kept) and its images, or None if

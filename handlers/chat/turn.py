@@ -144,7 +144,8 @@ class Assistant:
         if parts or incoming.command:
             chat.awaiting = None
         conversation.add_user(incoming.id, text, parts)
-        await self._keep(chat, incoming.id, text, parts)
+        if self.store and chat.thread_id:
+            await asyncio.to_thread(self.store.save, chat.thread_id, incoming.id, text, parts)
         # Off the event loop, like images: a long history takes a while to tokenize
         # (docs/benchmarks.md, "Load", "Not covered: long conversations").
         request = await asyncio.to_thread(self._build_request, chat)
@@ -194,19 +195,6 @@ class Assistant:
         return tuple(files.parts + links.parts), _attachment_notices(
             files, links, limits.max_images
         )
-
-    async def _keep(
-        self, chat: ChatSession, turn_id: str, text: str, parts: Sequence[ImagePart]
-    ) -> None:
-        """Write the turn's prepared images for history. A failure (a full disk) only
-        costs a resumed chat the preparing again from the originals
-        (`history.rebuild`), not this answer: it is logged."""
-        if not (self.store and chat.thread_id):
-            return
-        try:
-            await asyncio.to_thread(self.store.save, chat.thread_id, turn_id, text, parts)
-        except OSError:
-            log.warning("could not keep the prepared images of turn %s", turn_id, exc_info=True)
 
     def _check_length(self, text: str) -> None:
         """Refuse a message too long to ever fit, before anything reads it."""
