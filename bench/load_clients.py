@@ -63,15 +63,19 @@ class UserResult:
     )
     error: str | None = None
 
-    def finish(self, sent: float, token_times: list[float], text: str, expected: str) -> None:
+    def finish(
+        self, sent: float, token_times: list[float], pieces: list[str], expected: str
+    ) -> None:
         if not token_times:
             self.error = self.error or "no answer text"
             return
+        text, first_piece = "".join(pieces), pieces[0]
         self.ttft = token_times[0] - sent
-        self.tokens = len(token_times)
+        # The fake's tokens are words; an event may carry several (`--stream-interval`).
+        self.tokens = len(text.split())
         span = token_times[-1] - token_times[0]
-        if self.tokens > 1 and span > 0:
-            self.tokens_per_s = (self.tokens - 1) / span
+        if len(token_times) > 1 and span > 0:
+            self.tokens_per_s = (self.tokens - len(first_piece.split())) / span
         if text != expected and not self.error:
             self.error = f"answer differs from the model's ({len(text)} vs {len(expected)} chars)"
 
@@ -150,7 +154,7 @@ class ChainlitUser:
         )
         await self._done.wait()
         self.result.total = time.perf_counter() - self._sent
-        self.result.finish(self._sent, self._token_times, "".join(self._text), self.expected)
+        self.result.finish(self._sent, self._token_times, self._text, self.expected)
         return self.result
 
     async def close(self) -> None:
@@ -275,7 +279,7 @@ async def direct_user(client: openai.AsyncOpenAI, body: dict, expected: str) -> 
     finally:
         await stream.close()
     result.total = time.perf_counter() - sent
-    result.finish(sent, token_times, "".join(text), expected)
+    result.finish(sent, token_times, text, expected)
     return result
 
 

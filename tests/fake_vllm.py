@@ -41,6 +41,7 @@ from tests.vllm_rules import (
     max_tokens_of,
     prompt_tokens,
     split_words,
+    stream_interval_of,
 )
 
 __all__ = [
@@ -63,7 +64,7 @@ STRUCTURED_MODES = ("honour", "ignore", "invalid")
 
 class _Fault(NamedTuple):
     kind: str  # "drop" or "error"
-    after: int  # content chunks written before it strikes
+    after: int  # tokens of content written before it strikes
     message: str = ""
 
 
@@ -94,6 +95,7 @@ class FakeVLLM:
         reply: str | Callable[[dict], str] = DEFAULT_REPLY,
         ttft: float = 0.0,
         token_delay: float = 0.0,
+        stream_interval: int = 1,
         port: int = 0,
         structured: str = "honour",
     ) -> None:
@@ -103,6 +105,9 @@ class FakeVLLM:
         self.model, self.api_key = model, api_key
         self.max_model_len, self.max_images = max_model_len, max_images
         self.reply, self.ttft, self.token_delay = reply, ttft, token_delay
+        if stream_interval < 1:
+            raise ValueError("stream_interval must be at least 1")
+        self.stream_interval = stream_interval  # vLLM's --stream-interval: a request may raise it
         self.port, self.base_url = port, ""
         self.requests: list[dict] = []
         self.open_streams = self.streams_completed = self.streams_aborted = 0
@@ -152,11 +157,11 @@ class FakeVLLM:
             self._failures.extend([error] * times)
 
     def drop_after(self, chunks: int) -> None:
-        """Cut the next stream's connection after `chunks` content chunks: no [DONE], no end."""
+        """Cut the next stream's connection after `chunks` tokens of content: no [DONE], no end."""
         self._fault = _Fault("drop", chunks)
 
     def error_event_after(self, chunks: int, message: str = "Engine failure (fake).") -> None:
-        """Send vLLM's in-stream error event in the next stream after `chunks` content chunks."""
+        """Send vLLM's in-stream error event in the next stream after `chunks` tokens of content."""
         self._fault = _Fault("error", chunks, message)
 
     def _accept(self, body: dict, authorization: str | None) -> int:
@@ -177,6 +182,7 @@ class FakeVLLM:
         messages = body.get("messages") or []
         check_continuation(body)
         check_response_format(body)
+        stream_interval_of(body, self.stream_interval)
         check_image_count(messages, self.max_images)
         return check_length(prompt_tokens(messages), max_tokens_of(body) or 0, self.max_model_len)
 
@@ -243,6 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--ttft", type=float, default=0.3, help="seconds before the first token")
     parser.add_argument("--token-delay", type=float, default=0.02, help="seconds between tokens")
+    parser.add_argument(
+        "--stream-interval",
+        type=int,
+        default=1,
+        help="tokens per streamed event after the first, as vLLM's --stream-interval",
+    )
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
     parser.add_argument("--max-images", type=int, default=4)
     parser.add_argument("--max-model-len", type=int, default=65536)
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         ttft=args.ttft,
         token_delay=args.token_delay,
+        stream_interval=args.stream_interval,
         api_key=args.api_key,
         max_images=args.max_images,
         max_model_len=args.max_model_len,

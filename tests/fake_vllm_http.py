@@ -27,7 +27,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from tests.vllm_rules import ApiError
+from tests.vllm_rules import ApiError, stream_interval_of
 
 if TYPE_CHECKING:
     from tests.fake_vllm import FakeVLLM
@@ -183,10 +183,11 @@ class _Handler(BaseHTTPRequestHandler):
         wait(fake.ttft)
         self._send(chunk({"role": "assistant", "content": ""}))
         written = len(chunks) if fault is None else min(fault.after, len(chunks))
-        for i, text in enumerate(chunks[:written]):
+        interval = stream_interval_of(body, fake.stream_interval)
+        for i, group in token_groups(chunks[:written], interval):
             if i:
-                wait(fake.token_delay)
-            self._send(chunk({"content": text}))
+                wait(fake.token_delay * len(group))
+            self._send(chunk({"content": "".join(group)}))
         if fault and fault.kind == "drop":
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
@@ -210,3 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         end = b"0\r\n\r\n" if last else b""
         self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, end))
+
+
+def token_groups(tokens: list[str], interval: int) -> list[tuple[int, list[str]]]:
+    """The tokens as vLLM's `--stream-interval` sends them: the first alone (the first
+    token is never held back), then `interval` at a time, what is left at the end;
+    each with the index of its first token."""
+    starts = [0, *range(1, len(tokens), interval)] if tokens else []
+    return [(i, tokens[i : i + (interval if i else 1)]) for i in starts]

@@ -134,6 +134,48 @@ async def test_max_tokens_cuts_the_reply_with_finish_reason_length(fake, client)
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
+async def test_stream_interval_groups_the_tokens_after_the_first_as_vllm_does(fake, client):
+    # vLLM 0.32's rule: the first token at once, then `stream_interval` at a time,
+    # what is left with the end; the request may raise the server's floor, not lower it.
+    texts = await stream_texts(client, fake, extra_body={"stream_interval": 4})
+    assert [text for text in texts if text] == [
+        "Hello ",
+        "there, this reply comes ",
+        "in nine small chunks.",
+    ]
+    fake.stream_interval = 3
+    texts = await stream_texts(client, fake, extra_body={"stream_interval": 2})
+    assert len([text for text in texts if text]) == 4  # 1 + 3 + 3 + 2 of the nine
+    assert "".join(texts) == REPLY
+
+
+async def test_stream_interval_keeps_the_pace_of_the_tokens(fake, client):
+    fake.ttft, fake.token_delay = 0.1, 0.03
+    started = time.monotonic()
+    stream = await ask(client, fake, stream=True, extra_body={"stream_interval": 4})
+    arrivals = [
+        time.monotonic() - started async for chunk in stream if chunk.choices[0].delta.content
+    ]
+    # Tokens 1, 5 and 9: the group waits for its last token, no longer.
+    assert len(arrivals) == 3 and arrivals[2] - arrivals[0] >= 8 * 0.03 * 0.9
+
+
+@pytest.mark.parametrize(("interval", "events"), [("4", 3), (True, 9), (3.0, 4)])
+async def test_stream_interval_is_read_as_pydantic_reads_it(fake, client, interval, events):
+    texts = await stream_texts(client, fake, extra_body={"stream_interval": interval})
+    assert len([text for text in texts if text]) == events
+
+
+@pytest.mark.parametrize("interval", [0, -1, 2.5, "four"])
+async def test_a_stream_interval_that_is_not_a_whole_number_from_one_is_refused(
+    fake, client, interval
+):
+    with pytest.raises(openai.BadRequestError) as refused:
+        await ask(client, fake, stream=True, extra_body={"stream_interval": interval})
+    assert refused.value.body["param"] == "body.stream_interval"
+    assert "validation error" in refused.value.body["message"]
+
+
 async def test_non_streaming_completion_has_usage(fake, client):
     completion = await ask(client, fake, max_completion_tokens=100)
     assert completion.object == "chat.completion"

@@ -144,3 +144,28 @@ async def test_a_cut_off_answer_is_reported(settings_for, fake_vllm):
     finally:
         await client.aclose()
     assert result.truncated
+
+
+async def test_the_answer_comes_in_pieces_of_the_stream_interval(settings_for, fake_vllm):
+    """The app asks vLLM for `STREAM_INTERVAL` tokens a piece: the first alone, at
+    once, then groups; the text is whole whatever the grouping."""
+    client = ModelClient(settings_for(STREAM_INTERVAL="3"))
+    try:
+        pieces = [piece async for piece in client.stream(MESSAGES, StreamResult())]
+    finally:
+        await client.aclose()
+    assert fake_vllm.requests[-1]["stream_interval"] == 3
+    words = fake_vllm.reply.split()
+    assert pieces[0].split() == words[:1] and pieces[1].split() == words[1:4]
+    assert "".join(pieces) == fake_vllm.reply and len(pieces) == 1 + -(-(len(words) - 1) // 3)
+
+
+async def test_a_continued_answer_keeps_the_stream_interval(settings_for, fake_vllm):
+    client = ModelClient(settings_for())
+    so_far = [*MESSAGES, {"role": "assistant", "content": "The answer so far"}]
+    try:
+        [piece async for piece in client.stream(so_far, StreamResult(), continues=True)]
+    finally:
+        await client.aclose()
+    sent = fake_vllm.requests[-1]
+    assert sent["stream_interval"] == 4 and sent["continue_final_message"] is True

@@ -216,6 +216,39 @@ def check_response_format(body: dict) -> None:
         )
 
 
+def stream_interval_of(body: dict, floor: int) -> int:
+    """Tokens per streamed event: the request's `stream_interval`, clamped up to the
+    server's `--stream-interval` (`floor`), as vLLM 0.32 does. Its validation is
+    pydantic's lax one: "4" and true pass (as 4 and 1); 0, -1 and 2.5 are refused."""
+    asked = body.get("stream_interval")
+    if asked is None:
+        return floor
+    try:
+        value = int(asked) if not isinstance(asked, float) or asked.is_integer() else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise ApiError(
+            400, _refused("int_parsing", "Input should be a valid integer", asked), PARAM
+        )
+    if value < 1:
+        raise ApiError(
+            400,
+            _refused("greater_than_equal", "Input should be greater than or equal to 1", asked),
+            PARAM,
+        )
+    return max(value, floor)
+
+
+PARAM = "body.stream_interval"
+
+
+def _refused(kind: str, message: str, value: object) -> str:
+    """vLLM 0.32's words for a request field pydantic refused."""
+    detail = {"type": kind, "loc": PARAM, "msg": message, "input": str(value)}
+    return f"1 validation error:\n  {detail}"
+
+
 def json_schema_of(body: dict) -> dict | None:
     """The schema the answer must follow, if the request asks for one. `guided_json`
     is not looked at: vLLM 0.33 ignores it without an error."""

@@ -144,6 +144,12 @@ class Settings:
         "VLLM_CONNECT_RETRIES", casts.non_negative_int, 3,
         "Retries (with backoff, moving on to the next `VLLM_BASE_URL`) when the server is "
         "unreachable or answers 503, before the first token of an answer only")
+    stream_interval: int = setting(
+        "STREAM_INTERVAL", casts.positive_int, 4,
+        "Tokens in each streamed piece of an answer after the first, which comes at once "
+        "(vLLM's per-request `stream_interval`; its `--stream-interval` is the floor). "
+        "1 streams every token; 4 costs the app a fraction of the CPU per answer "
+        "([docs/benchmarks.md](docs/benchmarks.md#streamed-pieces))")
     temperature: float = setting(
         "TEMPERATURE", casts.temperature, 0.3,
         "Sampling temperature, 0 to 2; low values suit description, counting and OCR")

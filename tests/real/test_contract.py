@@ -284,3 +284,25 @@ async def test_a_json_schema_response_format_without_its_schema_is_refused(clien
     error = caught.value
     assert "the 'json_schema' field must be provided" in error.body["message"]
     assert (error.type, error.code) == ("BadRequestError", "400")
+
+
+async def test_stream_interval_groups_the_tokens_after_the_first(client):
+    """The app asks for `STREAM_INTERVAL` tokens a piece: vLLM sends the first token
+    alone, then the rest four at a time (the last group may carry the finish)."""
+
+    async def content_events(interval: int) -> list[str]:
+        stream = await ask(
+            client, stream=True, max_tokens=9, extra_body={"stream_interval": interval}
+        )
+        return [c.choices[0].delta.content async for c in stream if c.choices[0].delta.content]
+
+    assert len(await content_events(1)) >= 7  # a random model's token may decode to nothing
+    assert 2 <= len(await content_events(4)) <= 3  # 1 + 4 + 4
+
+
+async def test_a_stream_interval_below_one_gets_vllms_words(client):
+    with pytest.raises(openai.BadRequestError) as refused:
+        await ask(client, stream=True, extra_body={"stream_interval": 0})
+    assert refused.value.body["param"] == "body.stream_interval"
+    assert refused.value.body["message"].startswith("1 validation error:")
+    assert "Input should be greater than or equal to 1" in refused.value.body["message"]
