@@ -23,6 +23,7 @@ Does not own: starting servers, arrival times, statistics (bench/load.py).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import secrets
@@ -269,8 +270,11 @@ async def direct_user(client: openai.AsyncOpenAI, body: dict, expected: str) -> 
     result = UserResult()
     token_times: list[float] = []
     text: list[str] = []
+    known = inspect.signature(client.chat.completions.create).parameters
+    options = {key: value for key, value in body.items() if key in known}
+    extra = {key: value for key, value in body.items() if key not in known}  # vLLM's own
     sent, result.sent_at = time.perf_counter(), time.time()
-    stream = await client.chat.completions.create(**body)
+    stream = await client.chat.completions.create(**options, extra_body=extra)
     try:
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
