@@ -51,6 +51,22 @@ def test_a_malformed_value_names_its_key(key: str, value: str):
         load_settings({key: value}, env_file=None)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("STREAM_INTERVAL", "four", "a positive whole number"),
+        ("STREAM_INTERVAL", "0", "a positive whole number"),
+        ("VLLM_CONNECT_RETRIES", "2.5", "zero or more"),
+        ("VLLM_TIMEOUT", "soon", "a positive number"),
+        ("TEMPERATURE", "warm", "a number from 0 to 2"),
+    ],
+)
+def test_a_value_that_is_no_number_is_told_as_plainly_as_one_out_of_range(key, value, expected):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({key: value}, env_file=None)
+    assert str(refused.value) == f"{key}: expected {expected}, got {value!r}"
+
+
 def test_answer_room_must_fit_the_context():
     with pytest.raises(SettingsError, match="MAX_TOKENS"):
         load_settings({"MAX_TOKENS": "4096", "MAX_MODEL_LEN": "4096"}, env_file=None)

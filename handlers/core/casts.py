@@ -9,8 +9,10 @@ names or defaults: those are in the settings table.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 MIN_SECRET_LENGTH = 32
+Number = TypeVar("Number", int, float)
 
 
 def url_list(raw: str) -> tuple[str, ...]:
@@ -33,30 +35,30 @@ def origin_list(raw: str) -> tuple[str, ...]:
 
 
 def positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(f"expected a positive whole number, got {raw!r}")
-    return value
+    return _checked(int, raw, lambda value: value > 0, "a positive whole number")
 
 
 def non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"expected zero or more, got {raw!r}")
-    return value
+    return _checked(int, raw, lambda value: value >= 0, "zero or more")
 
 
 def positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise ValueError(f"expected a positive number, got {raw!r}")
-    return value
+    return _checked(float, raw, lambda value: value > 0, "a positive number")
 
 
 def temperature(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 2:
-        raise ValueError(f"expected a number from 0 to 2, got {raw!r}")
+    return _checked(float, raw, lambda value: 0 <= value <= 2, "a number from 0 to 2")
+
+
+def _checked(kind: type[Number], raw: str, ok: Callable[[Number], bool], expected: str) -> Number:
+    """`raw` as a `kind`, or one message whether it is not a number at all ("four",
+    which Python's own words would call an "invalid literal") or out of range."""
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"expected {expected}, got {raw!r}") from None
+    if not ok(value):
+        raise ValueError(f"expected {expected}, got {raw!r}")
     return value
 
 
