@@ -148,7 +148,7 @@ class Settings:
         "STREAM_INTERVAL", casts.positive_int, 4,
         "Tokens in each streamed piece of an answer after the first, which comes at once "
         "(vLLM's per-request `stream_interval`; its `--stream-interval` is the floor). "
-        "1 streams every token; 4 costs the app a fraction of the CPU per answer "
+        "1 streams every token; 4 about halves the app's CPU for a text answer "
         "([docs/benchmarks.md](docs/benchmarks.md#streamed-pieces))")
     temperature: float = setting(
         "TEMPERATURE", casts.temperature, 0.3,

@@ -6,7 +6,8 @@ cannot drift from vLLM: routes and the 401 body, the stream's chunks, the usage
 chunk and `[DONE]`, a length cut, a `response_format` JSON schema (JSON of its
 shape, the same prompt tokens), and vLLM's error bodies and texts for the
 image limit, the context length, an unknown model, a broken image and a
-json_schema format without its schema. What
+json_schema format without its schema; and the grouping of a stream's tokens
+by `stream_interval`, with the words for a value below 1. What
 only the fake can stage (a drop mid-stream, an error event, a 503 burst) stays
 in tests/test_fake_vllm.py and tests/test_faults.py.
 
