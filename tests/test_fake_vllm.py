@@ -166,7 +166,7 @@ async def test_stream_interval_is_read_as_pydantic_reads_it(fake, client, interv
     assert len([text for text in texts if text]) == events
 
 
-@pytest.mark.parametrize("interval", [0, -1, 2.5, "four"])
+@pytest.mark.parametrize("interval", [0, -1, 2.5, "four", [4], {"n": 4}])
 async def test_a_stream_interval_that_is_not_a_whole_number_from_one_is_refused(
     fake, client, interval
 ):

@@ -225,27 +225,29 @@ def stream_interval_of(body: dict, floor: int) -> int:
         return floor
     try:
         value = int(asked) if not isinstance(asked, float) or asked.is_integer() else None
-    except ValueError:
+    except (TypeError, ValueError):  # a list or an object, or text that is no number
         value = None
     if value is None:
         raise ApiError(
-            400, _refused("int_parsing", "Input should be a valid integer", asked), PARAM
+            400,
+            _refused("int_parsing", "Input should be a valid integer", asked),
+            STREAM_INTERVAL_PARAM,
         )
     if value < 1:
         raise ApiError(
             400,
             _refused("greater_than_equal", "Input should be greater than or equal to 1", asked),
-            PARAM,
+            STREAM_INTERVAL_PARAM,
         )
     return max(value, floor)
 
 
-PARAM = "body.stream_interval"
+STREAM_INTERVAL_PARAM = "body.stream_interval"
 
 
 def _refused(kind: str, message: str, value: object) -> str:
-    """vLLM 0.32's words for a request field pydantic refused."""
-    detail = {"type": kind, "loc": PARAM, "msg": message, "input": str(value)}
+    """vLLM 0.32's words for a `stream_interval` pydantic refused."""
+    detail = {"type": kind, "loc": STREAM_INTERVAL_PARAM, "msg": message, "input": str(value)}
     return f"1 validation error:\n  {detail}"
 
 
