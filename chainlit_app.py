@@ -50,12 +50,7 @@ file_routes.register(chainlit_server)
 browser_policy.register(chainlit_server, chainlit_socket)
 
 
-def _upload_arrived(name: str, path: Path) -> None:
-    if _services is not None and _services.assistant.early is not None:
-        _services.assistant.early.start(name, path)
-
-
-chainlit_routes.register(chainlit_server, _upload_arrived)
+chainlit_routes.register(chainlit_server, lambda: _services.assistant.early if _services else None)
 auth_routes.register(chainlit_server, lambda: _services.sign_ins if _services else None)
 
 

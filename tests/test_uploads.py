@@ -4,8 +4,10 @@ pictures browsers cannot display (handlers/web/display.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
+import threading
 from pathlib import Path
 
 import chainlit as cl
@@ -17,11 +19,13 @@ from chainlit.server import app as chainlit_server
 from PIL import Image
 
 import chainlit_app
+from handlers.chat import uploads
 from handlers.chat.attachments import Limits, Options, Upload, prepare_uploads
 from handlers.chat.uploads import EarlyPreparations
+from handlers.core.arriving import ArrivingBytes
 from handlers.core.errors import InvalidAttachment
 from handlers.media import heic
-from handlers.media.images import PreparedImage
+from handlers.media.images import PreparedImage, prepare_image
 from handlers.web.display import rendition_for
 from tests import imagecorpus
 from tests.app_helpers import photo, sent_images, settle
@@ -276,3 +280,160 @@ async def test_renditions_only_for_what_browsers_cannot_show(tmp_path: Path) -> 
     assert await rendition_for(png) is None
     assert await rendition_for(broken) is None
     assert await rendition_for(tmp_path / "gone.heic") is None
+
+
+BOUNDARY = "arrivingboundary7MA4YWxk"
+
+
+def multipart(name: str, data: bytes, mime: str) -> tuple[bytes, bytes, bytes]:
+    """A one-file form as the browser sends it: what comes before, the file, what comes after."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: {mime}\r\n\r\n"
+    ).encode()
+    return head, data, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+class Watched:
+    """`prepare_arriving`, noting each call's file and when it has returned."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reading: list[ArrivingBytes] = []
+        self.returned: list[object] = []
+        self.finished = threading.Event()
+        real = uploads.prepare_arriving
+
+        def watched(name: str, arriving: ArrivingBytes, *, max_bytes: int):
+            self.reading.append(arriving)
+            try:
+                result = real(name, arriving, max_bytes=max_bytes)
+            except Exception as error:
+                result = error
+                raise
+            finally:
+                self.returned.append(result)
+                self.finished.set()
+            return result
+
+        monkeypatch.setattr(uploads, "prepare_arriving", watched)
+
+    def decoding(self) -> bool:
+        """Whether a decoder has read into the upload (its header, at least)."""
+        return bool(self.reading) and self.reading[0].tell() > 0
+
+
+async def wait_until(condition, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+async def test_a_whole_jpeg_is_decoded_while_its_upload_is_still_arriving(
+    start_app, fake_vllm, monkeypatch, tmp_path: Path
+) -> None:
+    """A phone's 12 MP photo sent whole: its decoding starts with its first bytes,
+    not when the last one is in, and the model gets it as it would have otherwise."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    watched = Watched(monkeypatch)
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    data = imagecorpus.rotated(6, 4000, 3000)
+    head, body, tail = multipart("IMG_0004.jpg", data, "image/jpeg")
+    decoding_before_the_end = []
+
+    async def arriving():
+        yield head + body[: len(body) // 3]
+        decoding_before_the_end.append(await wait_until(watched.decoding))
+        yield body[len(body) // 3 :] + tail
+
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.post(
+            "/project/file",
+            params={"session_id": chat.session.id},
+            content=arriving(),
+            headers={
+                "Authorization": f"Bearer {create_jwt(chat.session.user)}",
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            },
+        )
+    assert response.status_code == 200, response.text
+    assert decoding_before_the_end == [True]
+    stored = Path(chat.session.files[response.json()["id"]]["path"])
+    assert stored.read_bytes() == data  # Chainlit stored the whole file, as before
+    assert chainlit_app.services().assistant.early.pending() == 1
+
+    await chat.send("What is this?", [stored])
+    (image,) = sent_images(fake_vllm.requests[-1])
+    expected = prepare_image("IMG_0004.jpg", data, max_bytes=MAX_BYTES)
+    assert image.size == (expected.width, expected.height) == (1000, 750)  # stored 3000×4000
+    assert len(watched.returned) == 1  # prepared once, as it arrived
+    assert chainlit_app.services().assistant.early.pending() == 0
+
+
+class ClientGone(Exception):
+    """The browser's connection dropping in the middle of an upload."""
+
+
+async def test_an_upload_cut_off_midway_keeps_nothing_and_frees_its_thread(
+    start_app, monkeypatch
+) -> None:
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    watched = Watched(monkeypatch)
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    head, body, _ = multipart("IMG_0005.jpg", imagecorpus.photo_jpeg(2000, 1500), "image/jpeg")
+
+    async def cut_off():
+        yield head + body[: len(body) // 2]
+        await wait_until(watched.decoding)
+        raise ClientGone
+
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        with pytest.raises(ClientGone):
+            await client.post(
+                "/project/file",
+                params={"session_id": chat.session.id},
+                content=cut_off(),
+                headers={
+                    "Authorization": f"Bearer {create_jwt(chat.session.user)}",
+                    "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                },
+            )
+    assert await asyncio.to_thread(watched.finished.wait, 5)  # the decoder did not wait on
+    assert watched.returned == [None]
+    assert chat.session.files == {} and chainlit_app.services().assistant.early.pending() == 0
+
+
+async def test_with_every_arriving_thread_taken_a_photo_is_prepared_once_it_has_arrived(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Slow uploads holding all the arriving threads do not hold anyone else's photo."""
+    monkeypatch.setattr(uploads, "run_as_it_arrives", lambda *args, **kwargs: None)
+    early = EarlyPreparations(MAX_BYTES)
+    path = photo(tmp_path, "IMG_0006.jpg", size=(4000, 3000))
+    arrival = early.follow()
+    arrival.feed(path.name, path.read_bytes())
+    assert arrival.task is None
+    early.stored(arrival, path.name, path)
+    image = await early.take(path)
+    assert isinstance(image, PreparedImage) and (image.width, image.height) == (1000, 750)
+
+
+async def test_only_a_jpeg_is_followed_as_it_arrives(tmp_path: Path) -> None:
+    early = EarlyPreparations(MAX_BYTES)
+    png = early.follow()
+    png.feed("shot.png", imagecorpus.simple("PNG"))
+    assert png.task is None  # PNG, HEIC, PDF, video: prepared once whole, as before
+    jpeg = early.follow()
+    jpeg.feed("IMG.jpg", photo(tmp_path, "IMG.jpg").read_bytes())
+    assert jpeg.task is not None
+    jpeg.end(whole=False)  # a refused or failed upload: nobody will take it
+    with pytest.raises(asyncio.CancelledError):
+        await jpeg.task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -43,3 +44,21 @@ async def test_a_split_job_returns_its_parts_in_order_and_waits_for_all():
     with pytest.raises(ValueError):
         await workers.run_cpu(workers.run_split, [lambda n=n: part(n) for n in range(3)])
     assert sorted(finished) == [0, 1, 2]  # nothing left running after the error
+
+
+async def test_an_arriving_job_finding_every_thread_taken_is_refused_not_queued():
+    """A slow upload holds its thread while it waits for bytes: the next one is told
+    at once (and prepared once it has arrived), never queued behind it."""
+    release = threading.Event()
+    taken = [workers.run_as_it_arrives(release.wait, 10) for _ in range(workers.ARRIVING_THREADS)]
+    assert all(job is not None for job in taken)
+    assert workers.run_as_it_arrives(threading.get_native_id) is None
+    taken[0].cancel()  # a cancelled job's thread still runs until its function returns
+    assert workers.run_as_it_arrives(threading.get_native_id) is None
+    release.set()
+    await asyncio.gather(*taken[1:])
+    for _ in range(100):
+        if (job := workers.run_as_it_arrives(threading.get_native_id)) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert job is not None and await job != threading.get_native_id()

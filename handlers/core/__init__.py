@@ -3,7 +3,8 @@
 Owns the settings (`settings.py`, one table read into one typed object; the casts
 in `casts.py`; `.env.example` and the README's table written from it by
 `settings_docs.py`), the errors people see (`errors.py`), the app's strings
-(`i18n.py`), prompts and task presets (`prompts.py`), the CPU pool (`workers.py`),
+(`i18n.py`), prompts and task presets (`prompts.py`), the CPU pools (`workers.py`) and the
+bytes a decoding thread reads while an upload arrives (`arriving.py`),
 progress and the stop button across threads (`progress.py`) and the
 password-attempt limits (`sign_in_limits.py`).
 

@@ -14,6 +14,13 @@ still gets a core when it needs one, and the photos take what is left.
 One job may split itself (`run_split`: a HEIC's tiles) over a second, helper
 pool of cores − 1 threads, so that one photo uses every core while the total
 stays bounded: at most 2 × cores − 1 busy threads, whatever arrives.
+
+A photo decoded while its upload arrives (`run_as_it_arrives`) waits for its
+bytes most of the time, so it gets a thread of its own from a third pool of
+`ARRIVING_THREADS`, niced too; its CPU goes as fast as the upload comes. When
+every one of them is taken the job is not queued: the caller prepares the
+photo once it has arrived, as any other (a slow upload cannot hold the photos
+behind it).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ T = TypeVar("T")
 
 
 NICENESS = 5  # Linux: the event loop gets ~3/4 of a core it shares with one of these threads
+ARRIVING_THREADS = 2 * (os.cpu_count() or 1)  # uploads decoded as they arrive, at once
 
 
 def _lower_priority() -> None:
@@ -71,6 +79,28 @@ def run_split(parts: Sequence[Callable[[], T]]) -> list[T]:
     finally:
         results = [future.result() for future in others]  # waits for them even if the first failed
     return [first, *results]
+
+
+@cache
+def _arriving() -> tuple[ThreadPoolExecutor, threading.Semaphore]:
+    pool = ThreadPoolExecutor(
+        max_workers=ARRIVING_THREADS, thread_name_prefix="arriving", initializer=_lower_priority
+    )
+    return pool, threading.Semaphore(ARRIVING_THREADS)
+
+
+def run_as_it_arrives(
+    function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> asyncio.Future[T] | None:
+    """`function` on a thread of its own, or None when all `ARRIVING_THREADS`
+    are taken. A thread counts as taken until `function` returns, even if the
+    future was cancelled: cancelling cannot stop a thread."""
+    pool, free = _arriving()
+    if not free.acquire(blocking=False):
+        return None
+    job = pool.submit(function, *args, **kwargs)
+    job.add_done_callback(lambda _: free.release())
+    return asyncio.wrap_future(job)
 
 
 async def run_cpu(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

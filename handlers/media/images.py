@@ -23,16 +23,18 @@ import io
 import math
 import os
 from dataclasses import dataclass, field
+from typing import IO, cast
 
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from handlers.core.arriving import Abandoned, ArrivingBytes
 from handlers.core.errors import InvalidAttachment
 from handlers.core.workers import run_cpu
 from handlers.media import heic
 from handlers.media.colour import in_srgb
 from handlers.media.pixtral import MAX_SIDE, PATCH
-from handlers.media.sniff import looks_like_heif, looks_like_pdf
+from handlers.media.sniff import HEAD_BYTES, looks_like_heif, looks_like_pdf
 
 # Pillow format names we decode. Pillow's JPEG opener reports multi-picture
 # JPEGs (many phone photos carry a depth or HDR map) as "MPO"; they are JPEGs.
@@ -138,7 +140,7 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
     MAX_PIXELS, or damaged (a truncated file is refused, never padded grey).
     """
     _check_size(name, len(data), max_bytes)
-    with _open(name, data) as image:
+    with _open(name, io.BytesIO(data)) as image:
         _check_pixels(name, image)
         if image.format == "HEIF" and (fast := heic.decode_reduced(data, _fit)) is not None:
             return prepare_pil(name, fast, source_format="HEIF")
@@ -149,6 +151,24 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
         _decode(name, image)
         assert image.format is not None, "Image.open names the format it recognised"
         return prepare_pil(name, image, source_format=image.format)
+
+
+def prepare_arriving(name: str, arriving: ArrivingBytes, *, max_bytes: int) -> PreparedImage | None:
+    """Prepare a JPEG as `prepare_image` would, reading it while its upload is
+    still arriving (`handlers.core.arriving`), so that decoding it is mostly done
+    when the upload is. None when the upload stopped short of whole or outgrew
+    what `arriving` holds: then nobody can ask about it, or `prepare_file` will
+    say it is too big. Blocking, and waits for the bytes: give it its own thread."""
+    try:
+        with _open(name, cast(IO[bytes], arriving)) as image:  # a file, to Pillow
+            _check_pixels(name, image)
+            image.draft("RGB", _draft_request(*image.size))
+            _decode(name, image)
+            prepared = prepare_pil(name, image, source_format="JPEG")
+        _check_size(name, arriving.seek(0, io.SEEK_END), max_bytes)  # waits for the end
+    except Abandoned:
+        return None
+    return prepared
 
 
 def prepare_pil(name: str, image: Image.Image, *, source_format: str) -> PreparedImage:
@@ -208,12 +228,13 @@ def _megabytes(size: int, *, up: bool = False) -> int | float:
     return tenths // 10 if tenths % 10 == 0 else tenths / 10
 
 
-def _open(name: str, data: bytes) -> Image.Image:
+def _open(name: str, file: IO[bytes]) -> Image.Image:
     """Identify the format from the content and read the header only."""
     try:
-        return Image.open(io.BytesIO(data), formats=_OPENERS)
+        return Image.open(file, formats=_OPENERS)
     except UnidentifiedImageError:
-        raise _not_an_image(name, data) from None
+        file.seek(0)
+        raise _not_an_image(name, file.read(HEAD_BYTES)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidAttachment("attachment.corrupt", name=name) from exc
 

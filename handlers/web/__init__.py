@@ -1,7 +1,7 @@
 """The app's side of the browser: routes in front of Chainlit's, sign-in, how an answer looks.
 
-Owns: wrappers around Chainlit's routes (`chainlit_routes.py`: uploads, files
-shown, ratings, elements, sharing; `auth_routes.py`: password limits, token
+Owns: wrappers around Chainlit's routes (`chainlit_routes.py`: uploads — read
+as they arrive by `upload_body.py` —, files shown, ratings, elements, sharing; `auth_routes.py`: password limits, token
 renewal), stored files served to their owner (`file_routes.py`), each socket
 message checked before Chainlit takes it (`message_guard.py`), who a sign-in
 names and which tokens still count (`sign_in.py`, `revocation.py`), CORS and

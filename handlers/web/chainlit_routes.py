@@ -1,10 +1,11 @@
 """Routes in front of some of Chainlit's, on the same paths.
 
-- `POST /project/file` (an upload): Chainlit's route runs unchanged, then the
-  app is told which file arrived, so that a photo is prepared while the person
-  is still typing (`handlers/chat/uploads.py`). A picture the browser sent
-  without naming it is given its type (`display.displayed_type`), so that the
-  chat shows the photo rather than a file chip.
+- `POST /project/file` (an upload): the form is read here, each piece of the
+  file shown to the app as it arrives (`upload_body.py`), then Chainlit's route
+  runs unchanged on it, so that a photo is prepared while it arrives and while
+  the person is still typing (`handlers/chat/uploads.py`). A picture the
+  browser sent without naming it is given its type (`display.displayed_type`),
+  so that the chat shows the photo rather than a file chip.
 - `GET /project/file/{file_id}` (the page showing an upload): Chainlit's route
   decides who may see it, as before, but it would serve the type the browser
   claimed at upload (an SVG "image" runs its script when opened in a tab): the
@@ -50,29 +51,45 @@ from chainlit.types import (
     ShareThreadRequest,
     UpdateFeedbackRequest,
 )
-from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
+from handlers.chat.uploads import EarlyPreparations
 from handlers.storage import owners
 from handlers.web.display import displayed_type
 from handlers.web.file_routes import sniffed_response
 from handlers.web.ownership import history_engine, place_for
 from handlers.web.routes import in_front_of
+from handlers.web.upload_body import read_upload
 
 
-def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
-    """`arrived(name, path)` is called for each file Chainlit has stored from an upload."""
+def register(app: FastAPI, preparations: Callable[[], EarlyPreparations | None]) -> None:
+    """Uploads are followed by `preparations()` (None: nobody prepares them)."""
 
     async def upload(
-        current_user: UserParam, session_id: str, file: UploadFile, ask_parent_id: str | None = None
+        request: Request,
+        current_user: UserParam,
+        session_id: str,
+        ask_parent_id: str | None = None,
     ) -> Response:
-        response = await chainlit_upload_file(current_user, session_id, file, ask_parent_id)
+        early = preparations() if _may_upload(current_user, session_id) else None
+        arrival = early.follow() if early else None
+        try:
+            file = await read_upload(request, arrival.feed if arrival else _ignore)
+            response = await chainlit_upload_file(current_user, session_id, file, ask_parent_id)
+        except BaseException:
+            if arrival:
+                arrival.end(whole=False)
+            raise
         session = WebsocketSession.get_by_id(session_id)
         stored = session.files.get(json.loads(response.body)["id"]) if session else None
         if stored:
             path = Path(stored["path"])
             stored["type"] = await asyncio.to_thread(displayed_type, path, stored["type"])
-            arrived(stored["name"], path)
+            if early and arrival:
+                early.stored(arrival, stored["name"], path)
+        elif arrival:
+            arrival.end(whole=False)
         return response
 
     in_front_of(app, chainlit_upload_file, upload)
@@ -82,6 +99,19 @@ def register(app: FastAPI, arrived: Callable[[str, Path], None]) -> None:
     in_front_of(app, chainlit_update_element, change_element)
     in_front_of(app, chainlit_delete_element, remove_element)
     in_front_of(app, chainlit_share_thread, share)
+
+
+def _may_upload(user, session_id: str) -> bool:
+    """Chainlit's own check, made before the body is read so that nobody's
+    upload to a session not theirs is prepared (Chainlit then refuses it)."""
+    session = WebsocketSession.get_by_id(session_id)
+    return session is not None and (
+        user is None or (session.user is not None and session.user.identifier == user.identifier)
+    )
+
+
+def _ignore(name: str, piece: bytes) -> None:
+    pass
 
 
 async def show_file(file_id: str, session_id: str, current_user: UserParam) -> Response:
