@@ -434,6 +434,59 @@ async def test_only_a_jpeg_is_followed_as_it_arrives(tmp_path: Path) -> None:
     jpeg = early.follow()
     jpeg.feed("IMG.jpg", photo(tmp_path, "IMG.jpg").read_bytes())
     assert jpeg.task is not None
-    jpeg.end(whole=False)  # a refused or failed upload: nobody will take it
+    jpeg.abandon()  # a refused or failed upload: nobody will take it
     with pytest.raises(asyncio.CancelledError):
         await jpeg.task
+
+
+async def test_an_upload_request_carrying_two_files_is_refused_whole(
+    start_app, monkeypatch, tmp_path
+) -> None:
+    """The frontend sends one file a request; a client sending more gets 400 and
+    nothing of it is kept or prepared (Starlette's own limit, set to one)."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    await start_app()
+    chat = ChatHarness(user=cl.User(identifier="alice"))
+    await chat.start()
+    jpeg = photo(tmp_path, "a.jpg").read_bytes()
+    signed_in = {"Authorization": f"Bearer {create_jwt(chat.session.user)}"}
+    two = [("file", ("a.jpg", jpeg, "image/jpeg")), ("other", ("b.jpg", jpeg, "image/jpeg"))]
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.post(
+            "/project/file", params={"session_id": chat.session.id}, files=two, headers=signed_in
+        )
+        missing = await client.post(
+            "/project/file",
+            params={"session_id": chat.session.id},
+            data={"note": "no file"},
+            headers=signed_in,
+        )
+    assert response.status_code == 400 and "Too many files" in response.text
+    assert missing.status_code == 422  # as FastAPI answers a form without its file
+    assert chat.session.files == {}
+    await settle()
+    assert chainlit_app.services().assistant.early.pending() == 0
+
+
+async def test_an_upload_to_someone_elses_session_is_not_decoded(
+    start_app, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "upload-route-test-secret-of-32-chars!")
+    watched = Watched(monkeypatch)
+    await start_app()
+    alice = ChatHarness(user=cl.User(identifier="alice"))
+    await alice.start()
+    mallory = {"Authorization": f"Bearer {create_jwt(cl.User(identifier='mallory'))}"}
+    jpeg = photo(tmp_path, "IMG_0007.jpg", size=(4000, 3000)).read_bytes()
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.post(
+            "/project/file",
+            params={"session_id": alice.session.id},
+            files={"file": ("IMG_0007.jpg", jpeg, "image/jpeg")},
+            headers=mallory,
+        )
+    assert response.status_code == 401  # Chainlit's own refusal, as before
+    assert watched.reading == [] and alice.session.files == {}
+    assert chainlit_app.services().assistant.early.pending() == 0

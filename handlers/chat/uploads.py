@@ -61,17 +61,18 @@ class Arrival:
         if self._bytes is not None:
             self._bytes.append(piece)
 
-    def end(self, *, whole: bool) -> None:
-        """The upload is over: `whole`, or cut off (a refused or failed upload,
-        whose preparation then ends with None and is let go)."""
-        if self._bytes is None:
-            return
-        if whole:
+    def finish(self) -> None:
+        """The whole upload has arrived."""
+        if self._bytes is not None:
             self._bytes.finish()
-        else:
+
+    def abandon(self) -> None:
+        """The upload stopped short, or was refused: its preparation ends with
+        None (or, if whole already, is let go) and nobody is to take it."""
+        if self._bytes is not None:
             self._bytes.abandon()
-            if self.task is not None:
-                self.task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
     def _begin(self, name: str) -> bool:
         arriving = ArrivingBytes(self._max_bytes)
@@ -101,7 +102,7 @@ class EarlyPreparations:
     def stored(self, arrival: Arrival, name: str, path: Path) -> None:
         """The upload `arrival` followed is whole, at `path`: what began preparing
         it is what `take(path)` gives; if nothing did, preparing begins now."""
-        arrival.end(whole=True)
+        arrival.finish()
         if arrival.task is None:
             self.start(name, path)
         else:

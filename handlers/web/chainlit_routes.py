@@ -54,7 +54,7 @@ from chainlit.types import (
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
-from handlers.chat.uploads import EarlyPreparations
+from handlers.chat.uploads import Arrival, EarlyPreparations
 from handlers.storage import owners
 from handlers.web.display import displayed_type
 from handlers.web.file_routes import sniffed_response
@@ -75,21 +75,20 @@ def register(app: FastAPI, preparations: Callable[[], EarlyPreparations | None])
         early = preparations() if _may_upload(current_user, session_id) else None
         arrival = early.follow() if early else None
         try:
-            file = await read_upload(request, arrival.feed if arrival else _ignore)
-            response = await chainlit_upload_file(current_user, session_id, file, ask_parent_id)
+            response = await _store(request, current_user, session_id, ask_parent_id, arrival)
         except BaseException:
             if arrival:
-                arrival.end(whole=False)
+                arrival.abandon()
             raise
         session = WebsocketSession.get_by_id(session_id)
-        stored = session.files.get(json.loads(response.body)["id"]) if session else None
+        stored = session.files.get(json.loads(bytes(response.body))["id"]) if session else None
         if stored:
             path = Path(stored["path"])
             stored["type"] = await asyncio.to_thread(displayed_type, path, stored["type"])
             if early and arrival:
                 early.stored(arrival, stored["name"], path)
         elif arrival:
-            arrival.end(whole=False)
+            arrival.abandon()
         return response
 
     in_front_of(app, chainlit_upload_file, upload)
@@ -99,6 +98,19 @@ def register(app: FastAPI, preparations: Callable[[], EarlyPreparations | None])
     in_front_of(app, chainlit_update_element, change_element)
     in_front_of(app, chainlit_delete_element, remove_element)
     in_front_of(app, chainlit_share_thread, share)
+
+
+async def _store(
+    request: Request, user, session_id: str, ask_parent_id: str | None, arrival: Arrival | None
+) -> Response:
+    """The upload read (each piece shown to `arrival`), then checked and stored by Chainlit."""
+    file = await read_upload(request, arrival.feed if arrival else _ignore)
+    if arrival:
+        arrival.finish()  # the decoder need not wait for Chainlit's copy
+    try:
+        return await chainlit_upload_file(user, session_id, file, ask_parent_id)
+    finally:
+        await file.close()  # Chainlit closes it only once past its own checks
 
 
 def _may_upload(user, session_id: str) -> bool:
