@@ -144,13 +144,7 @@ def prepare_image(name: str, data: bytes, *, max_bytes: int) -> PreparedImage:
         _check_pixels(name, image)
         if image.format == "HEIF" and (fast := heic.decode_reduced(data, _fit)) is not None:
             return prepare_pil(name, fast, source_format="HEIF")
-        # JPEG decodes straight to 1/2, 1/4 or 1/8 scale. A square bound is
-        # symmetric, so the stored (unrotated) size gives the right box
-        # whatever the EXIF orientation.
-        image.draft("RGB", _draft_request(*image.size))
-        _decode(name, image)
-        assert image.format is not None, "Image.open names the format it recognised"
-        return prepare_pil(name, image, source_format=image.format)
+        return _prepare_opened(name, image)
 
 
 def prepare_arriving(name: str, arriving: ArrivingBytes, *, max_bytes: int) -> PreparedImage | None:
@@ -162,13 +156,21 @@ def prepare_arriving(name: str, arriving: ArrivingBytes, *, max_bytes: int) -> P
     try:
         with _open(name, cast(IO[bytes], arriving)) as image:  # a file, to Pillow
             _check_pixels(name, image)
-            image.draft("RGB", _draft_request(*image.size))
-            _decode(name, image)
-            prepared = prepare_pil(name, image, source_format="JPEG")
+            prepared = _prepare_opened(name, image)
         _check_size(name, arriving.seek(0, io.SEEK_END), max_bytes)  # waits for the end
     except Abandoned:
         return None
     return prepared
+
+
+def _prepare_opened(name: str, image: Image.Image) -> PreparedImage:
+    """Decode an opened picture and prepare it. A JPEG decodes straight to ½, ¼
+    or ⅛ scale; a square bound is symmetric, so the stored (unrotated) size gives
+    the right box whatever the EXIF orientation."""
+    image.draft("RGB", _draft_request(*image.size))
+    _decode(name, image)
+    assert image.format is not None, "Image.open names the format it recognised"
+    return prepare_pil(name, image, source_format=image.format)
 
 
 def prepare_pil(name: str, image: Image.Image, *, source_format: str) -> PreparedImage:

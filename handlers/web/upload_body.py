@@ -3,8 +3,10 @@
 Why: FastAPI hands a route its `UploadFile` only once the whole body is in, so
 a photo's preparation could start only then (`handlers/chat/uploads.py`,
 `Arrival`). Here Starlette's own multipart parser reads the body — same
-spooling, same errors, same limits but one file a request — and each piece of the `file` field is also passed
-to `follow(filename, piece)` the moment it is parsed.
+spooling, same errors, same limits but one file a request — and each piece of
+the `file` field is also passed to `follow(filename, piece)` the moment it is
+parsed. The piece's part is read from the parser's `_current_part`, Starlette
+1.x's own state: `tests/test_uploads.py` fails if a Starlette upgrade moves it.
 """
 
 from __future__ import annotations
