@@ -323,6 +323,21 @@ class Watched:
         return bool(self.reading) and self.reading[0].tell() > 0
 
 
+async def streamed_upload(chat: ChatHarness, body) -> httpx.Response:
+    """POST a multipart body (of `multipart`'s boundary) piece by piece, as `body` yields it."""
+    transport = httpx.ASGITransport(app=chainlit_server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        return await client.post(
+            "/project/file",
+            params={"session_id": chat.session.id},
+            content=body,
+            headers={
+                "Authorization": f"Bearer {create_jwt(chat.session.user)}",
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            },
+        )
+
+
 async def wait_until(condition, seconds: float = 5.0) -> bool:
     for _ in range(int(seconds / 0.02)):
         if condition():
@@ -350,17 +365,7 @@ async def test_a_whole_jpeg_is_decoded_while_its_upload_is_still_arriving(
         decoding_before_the_end.append(await wait_until(watched.decoding))
         yield body[len(body) // 3 :] + tail
 
-    transport = httpx.ASGITransport(app=chainlit_server)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        response = await client.post(
-            "/project/file",
-            params={"session_id": chat.session.id},
-            content=arriving(),
-            headers={
-                "Authorization": f"Bearer {create_jwt(chat.session.user)}",
-                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-            },
-        )
+    response = await streamed_upload(chat, arriving())
     assert response.status_code == 200, response.text
     assert decoding_before_the_end == [True]
     stored = Path(chat.session.files[response.json()["id"]]["path"])
@@ -394,18 +399,8 @@ async def test_an_upload_cut_off_midway_keeps_nothing_and_frees_its_thread(
         await wait_until(watched.decoding)
         raise ClientGone
 
-    transport = httpx.ASGITransport(app=chainlit_server)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        with pytest.raises(ClientGone):
-            await client.post(
-                "/project/file",
-                params={"session_id": chat.session.id},
-                content=cut_off(),
-                headers={
-                    "Authorization": f"Bearer {create_jwt(chat.session.user)}",
-                    "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                },
-            )
+    with pytest.raises(ClientGone):
+        await streamed_upload(chat, cut_off())
     assert await asyncio.to_thread(watched.finished.wait, 5)  # the decoder did not wait on
     assert watched.returned == [None]
     assert chat.session.files == {} and chainlit_app.services().assistant.early.pending() == 0
