@@ -12,15 +12,15 @@ busy, the event loop — other people's streaming answers and text questions —
 still gets a core when it needs one, and the photos take what is left.
 
 One job may split itself (`run_split`: a HEIC's tiles) over a second, helper
-pool of cores − 1 threads, so that one photo uses every core while the total
-stays bounded: at most 2 × cores − 1 busy threads, whatever arrives.
+pool of cores − 1 threads, so that one photo uses every core while these two
+pools stay bounded: at most 2 × cores − 1 busy threads, whatever arrives.
 
 A photo decoded while its upload arrives (`run_as_it_arrives`) waits for its
 bytes most of the time, so it gets a thread of its own from a third pool of
 `ARRIVING_THREADS`, niced too; its CPU goes as fast as the upload comes. When
 every one of them is taken the job is not queued: the caller prepares the
 photo once it has arrived, as any other (a slow upload cannot hold the photos
-behind it).
+behind it). With it, at most 4 × cores − 1 threads decode at once.
 """
 
 from __future__ import annotations
